@@ -1,0 +1,1 @@
+"""mechscope.activation_server."""
