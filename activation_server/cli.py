@@ -1,0 +1,55 @@
+"""The ``mechscope`` command line. Subcommands:
+
+  mechscope run "PROMPT" [--model organism|gpt2|DIR] [--top-k 10]   top next-token predictions
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mechscope.inference import gpt2_tokenizer, load_model
+
+    model = load_model(args.model)
+    tok = gpt2_tokenizer()
+    tokens, _ = tok.to_tokens(args.prompt, prepend_bos=args.prepend_bos)
+    with torch.no_grad():
+        logits = model(tokens)[0, -1]
+    probs = logits.softmax(-1)
+    top = probs.topk(args.top_k)
+    print(f"model: {model.cfg.name} ({model.cfg.n_layer} layers, d_model {model.cfg.n_embd})")
+    print(f"prompt: {args.prompt!r} ({tokens.shape[1]} tokens)")
+    print(f"{'rank':>4}  {'token':<20} {'id':>6}  {'prob':>7}  {'logit':>8}")
+    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        print(f"{rank:>4}  {tok.token_str(i)!r:<20} {i:>6}  {p:>7.2%}  {logits[i].item():>8.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mechscope", description="A circuit debugger for GPT-2-family models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="print the top next-token predictions for a prompt")
+    run.add_argument("prompt")
+    run.add_argument("--model", default="organism", help="organism (default), a hub name such as gpt2, or a directory")
+    run.add_argument("--top-k", type=int, default=10)
+    run.add_argument("--prepend-bos", action="store_true", help="start the prompt with <|endoftext|>")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mechscope.inference.errors import MechscopeError
+    try:
+        return args.func(args)
+    except MechscopeError as e:
+        print(f"mechscope: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
