@@ -222,6 +222,34 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _ProgressBar:
+    """A per-file tqdm bar in bytes, created only once a body starts (so a 404 shows nothing)."""
+
+    def __init__(self, description: str, enabled: bool):
+        self._description = description
+        self._enabled = enabled
+        self._bar: tqdm | None = None
+
+    def start(self, total: int | None, done: int) -> None:
+        if self._bar is None:
+            self._bar = tqdm(
+                desc=self._description, total=total, initial=done, unit="B", unit_scale=True,
+                unit_divisor=1024, disable=None if self._enabled else True,  # None: off when not a TTY
+            )
+        else:  # a retry: show where it starts again
+            self._bar.total = total
+            self._bar.reset()
+            self._bar.update(done)
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 class _HubFetcher:
     """Downloads single files of one repo at one revision, with retries, resume and checks."""
 
@@ -251,9 +279,7 @@ class _HubFetcher:
         url = hub_file_url(self._repo_id, filename, revision=self._revision, endpoint=self._endpoint)
         part = dest.with_name(dest.name + ".part")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(
-            desc=filename, unit="B", unit_scale=True, unit_divisor=1024, disable=None if self._progress else True
-        )
+        bar = _ProgressBar(filename, self._progress)
         failures = 0
         try:
             while True:
@@ -282,7 +308,7 @@ class _HubFetcher:
         os.replace(part, dest)
         return True
 
-    def _attempt(self, url: str, filename: str, part: Path, bar: tqdm) -> _Received | None:
+    def _attempt(self, url: str, filename: str, part: Path, bar: _ProgressBar) -> _Received | None:
         """One GET, appending to ``part`` when resuming. None on 404; raises _Retryable to retry."""
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Accept-Encoding": "identity"}
@@ -319,8 +345,7 @@ class _HubFetcher:
                     encoded = response.headers.get("content-encoding", "identity") != "identity"
                     total = int(length) if length and length.isdigit() and not encoded else None
                 received = _Received(total_bytes=total, sha256=_sha256_from_headers(response))
-                bar.reset(total=total)
-                bar.update(offset)
+                bar.start(total, offset)
                 with part.open(mode) as out:
                     for chunk in response.iter_bytes():
                         out.write(chunk)
