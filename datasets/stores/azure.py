@@ -185,38 +185,42 @@ class AzureBlobStore(BlobStore):
                 entries = [] if page is None else [BlobEntry(self._key_of(b.name), int(b.size)) for b in page]
                 return entries, pages.continuation_token
 
-            entries, token = self._call("list", prefix or "<all>", next_page)
+            entries, token = self._call("list", prefix, next_page, subject=f"blobs under prefix {prefix!r}")
             yield from entries
             if not token:
                 return
 
     # ---- error handling ---------------------------------------------------------------------
 
-    def _call(self, action: str, key: str, operation: Callable[[], T]) -> T:
+    def _call(self, action: str, key: str, operation: Callable[[], T], *, subject: str | None = None) -> T:
+        """Run ``operation`` under our retry policy, translating SDK errors into StoreErrors."""
+        subject = subject or f"blob {key!r}"
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
                 return operation()
-            except ResourceNotFoundError as error:
-                raise self._not_found(key, error) from None
-            except ClientAuthenticationError as error:
-                raise StoreAccessDeniedError(
-                    f"{self.description} refused to {action} blob {key!r} (HTTP {error.status_code}, "
-                    f"{_error_code(error)}): check the SAS token / account key, or that the container "
-                    "allows public access",
-                    store=self.description,
-                    key=key,
-                ) from None
             except AzureError as error:
+                if isinstance(error, ResourceNotFoundError):
+                    raise self._not_found(key, error) from None
+                if _is_access_denied(error):
+                    raise StoreAccessDeniedError(
+                        f"{self.description} refused to {action} {subject} ({_summary(error)}): check the "
+                        "SAS token / account key and its permissions, or that the container allows public access",
+                        store=self.description,
+                        key=key,
+                    ) from None
                 if not _is_transient(error):
-                    raise self._other_error(action, key, error) from error
+                    raise StoreError(
+                        f"could not {action} {subject} in {self.description}: {_summary(error)}",
+                        store=self.description,
+                        key=key,
+                    ) from error
                 if attempt >= self._retry.attempts:
-                    elapsed = time.monotonic() - started
                     raise StoreUnavailableError(
-                        f"{self.description} is unavailable: could not {action} blob {key!r} after "
-                        f"{attempt} attempts over {elapsed:.1f}s (last error: {_summary(error)})",
+                        f"{self.description} is unavailable: could not {action} {subject} after {attempt} "
+                        f"attempts over {time.monotonic() - started:.1f}s (last error: {_summary(error)})",
                         store=self.description,
                         key=key,
                         attempts=attempt,
@@ -232,13 +236,6 @@ class AzureBlobStore(BlobStore):
             detail = " (the container does not exist)"
         return BlobNotFoundError(
             f"blob {key!r} not found in {self.description}{detail}", store=self.description, key=key
-        )
-
-    def _other_error(self, action: str, key: str, error: AzureError) -> StoreError:
-        return StoreError(
-            f"could not {action} blob {key!r} in {self.description}: {_summary(error)}",
-            store=self.description,
-            key=key,
         )
 
     def _check_range_fits(self, key: str, start: int, length: int, size: int) -> None:
@@ -257,6 +254,12 @@ def _client_options(connect_timeout_s: float, read_timeout_s: float) -> dict[str
         "connection_timeout": connect_timeout_s,
         "read_timeout": read_timeout_s,
     }
+
+
+def _is_access_denied(error: AzureError) -> bool:
+    return isinstance(error, ClientAuthenticationError) or (
+        isinstance(error, HttpResponseError) and error.status_code in (401, 403)
+    )
 
 
 def _is_transient(error: AzureError) -> bool:

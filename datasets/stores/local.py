@@ -83,25 +83,31 @@ class LocalBlobStore(BlobStore):
 
     def write(self, key: str, data: BlobData) -> None:
         path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise self._os_error("write", key, error) from error
         temp = path.with_name(f"{_TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
+        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         try:
-            with open(temp, "xb") as f:
-                if isinstance(data, (bytes, bytearray, memoryview)):
-                    f.write(data)
-                else:
-                    for chunk in data:
-                        f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException as error:
-            temp.unlink(missing_ok=True)
-            if isinstance(error, OSError):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                f = open(temp, "xb")
+            except OSError as error:
                 raise self._os_error("write", key, error) from error
+            with f:
+                for chunk in chunks:  # errors raised by the producer propagate unchanged
+                    try:
+                        f.write(chunk)
+                    except OSError as error:
+                        raise self._os_error("write", key, error) from error
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError as error:
+                    raise self._os_error("write", key, error) from error
+            try:
+                os.replace(temp, path)
+            except OSError as error:
+                raise self._os_error("write", key, error) from error
+        except BaseException:
+            temp.unlink(missing_ok=True)
             raise
 
     def size(self, key: str) -> int | None:
