@@ -142,7 +142,7 @@ class ActivationRecord:
                     source,
                     _join_path(field_path, "activations"),
                     f"a token-pair record with {n} tokens needs n(n+1)/2 = {n * (n + 1) // 2} activations "
-                    f"(lower triangle), got {count}",
+                    f"(lower triangle; or a banded count min(i+1, m) summed over queries), got {count}",
                 )
         elif n != count:
             raise _fail(
