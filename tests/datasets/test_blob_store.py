@@ -285,8 +285,11 @@ def test_outage_retries_with_backoff_then_recovers(azurite):
 
 def test_not_found_is_not_retried(azurite):
     events = []
-    store = new_container(azurite)
-    store._retry = RetryPolicy(attempts=5, initial_delay_s=0.05, on_retry=events.append)
+    store = AzureBlobStore.from_connection_string(
+        azurite.connection_string,
+        new_container(azurite).container_client.container_name,
+        retry=RetryPolicy(attempts=5, initial_delay_s=0.05, on_retry=events.append),
+    )
     with pytest.raises(BlobNotFoundError):
         store.read("missing")
     assert events == []
@@ -371,3 +374,114 @@ def test_copy_tree_local_to_azurite_to_local(azurite, tmp_path):
     assert partial.blobs_copied == 1 and remote.read("ds/0/0.json") == b"changed, different size"
     forced = copy_tree(source, remote, "ds/", progress=False, overwrite=True)
     assert forced.blobs_copied == len(expected)
+
+
+# ---- 5xx and timeouts: a real HTTP proxy in front of Azurite that misbehaves on demand ----------
+
+
+class FlakyProxy:
+    """Forwards requests to Azurite, except the next ``failures`` ones: answered with ``mode``
+    ('503': HTTP 503 ServerBusy; 'hang': no answer until the client times out)."""
+
+    def __init__(self, upstream_port: int):
+        import http.server
+        import threading
+
+        import httpx
+
+        proxy = self
+        self.failures = 0
+        self.mode = "503"
+        self.requests = 0
+        upstream = httpx.Client(base_url=f"http://127.0.0.1:{upstream_port}", timeout=10)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _handle(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests += 1
+                if proxy.failures > 0:
+                    proxy.failures -= 1
+                    if proxy.mode == "hang":
+                        time.sleep(1.0)
+                        return
+                    payload = b"<?xml version='1.0'?><Error><Code>ServerBusy</Code><Message>busy</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("x-ms-error-code", "ServerBusy")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                response = upstream.request(self.command, self.path, headers=headers, content=body)
+                self.send_response(response.status_code)
+                for k, v in response.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(response.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.content)
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self._upstream = upstream
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._upstream.close()
+
+
+@pytest.fixture
+def flaky_proxy(azurite):
+    proxy = FlakyProxy(azurite.port)
+    yield proxy
+    proxy.close()
+
+
+def test_5xx_is_retried_then_succeeds_or_gives_up(azurite, flaky_proxy):
+    owner = new_container(azurite, public_access="container")
+    owner.write("k.json", b"payload")
+    events = []
+    store = AzureBlobStore(
+        f"http://127.0.0.1:{flaky_proxy.port}/{azurite.account_name}",
+        owner.container_client.container_name,
+        retry=RetryPolicy(attempts=3, initial_delay_s=0.01, on_retry=events.append),
+    )
+    assert store.read("k.json") == b"payload" and events == []  # the proxy forwards faithfully
+
+    flaky_proxy.failures = 2
+    assert store.read("k.json") == b"payload"
+    assert [(e.attempt, "503" in str(e.error) or "ServerBusy" in str(e.error)) for e in events] == [(1, True), (2, True)]
+
+    events.clear()
+    flaky_proxy.failures = 3
+    with pytest.raises(StoreUnavailableError, match=r"HTTP 503.*") as info:
+        store.read("k.json")
+    assert info.value.attempts == 3 and len(events) == 2 and store.description in str(info.value)
+
+
+def test_timeouts_are_retried(azurite, flaky_proxy):
+    owner = new_container(azurite, public_access="container")
+    owner.write("k.json", b"payload")
+    events = []
+    store = AzureBlobStore(
+        f"http://127.0.0.1:{flaky_proxy.port}/{azurite.account_name}",
+        owner.container_client.container_name,
+        retry=RetryPolicy(attempts=3, initial_delay_s=0.01, on_retry=events.append),
+        read_timeout_s=0.2,
+    )
+    flaky_proxy.mode, flaky_proxy.failures = "hang", 1
+    started = time.monotonic()
+    assert store.read("k.json") == b"payload"
+    assert [type(e.error).__name__ for e in events] == ["ServiceResponseTimeoutError"]
+    assert time.monotonic() - started < 1.0  # gave up on the hung request, did not wait it out
