@@ -96,7 +96,7 @@ class AzureBlobStore(BlobStore):
             # Never echo the connection string: it holds the account key.
             raise InvalidInputError(f"invalid Azure connection string: {error}", field="connection_string") from None
         account_url = _strip_query(client.primary_endpoint).rstrip("/")
-        account_url = account_url[: -len(container)].rstrip("/") if account_url.endswith(container) else account_url
+        account_url = account_url[: -len(container) - 1] if account_url.endswith("/" + container) else account_url
         return cls(account_url, container, prefix=prefix, retry=retry, _client=client)
 
     # ---- description and key mapping -------------------------------------------------------
