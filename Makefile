@@ -17,10 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# Test-only tools: Azurite (Azure Blob emulator) from npm.
+$(VENV)/azurite/.installed: $(VENV)/.installed
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@3
+	touch $@
+
 setup: $(VENV)/.installed
+
+setup-dev: setup $(VENV)/azurite/.installed
 
 serve: setup
 	$(VENV)/bin/mechscope run "$(PROMPT)"
 
-test: setup
+test: setup-dev
 	$(PY) -m pytest -q

@@ -113,12 +113,14 @@ def load_model(name_or_path: str | Path = "organism", *, revision: str = "main",
     return load_checkpoint_dir(local, dtype=dtype, device=device, name=spec)
 
 
-def save_pretrained(model: GPT2, directory: str | Path) -> Path:
+def save_pretrained(model: GPT2, directory: str | Path, *, storage_dtype: torch.dtype = torch.float32) -> Path:
     """Write ``config.json`` and ``model.safetensors`` so that both mechscope and
-    ``transformers.GPT2LMHeadModel.from_pretrained`` load the model."""
+    ``transformers.GPT2LMHeadModel.from_pretrained`` load the model. ``storage_dtype=torch.float16``
+    halves the file; both loaders cast back to float32 by default."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(model.cfg.to_hf_dict(), indent=2) + "\n")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config = {**model.cfg.to_hf_dict(), "torch_dtype": "float32"}
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    state = {k: v.detach().to(storage_dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory
