@@ -96,7 +96,8 @@ def make_optimizer(model: GPT2, args) -> torch.optim.Optimizer:
 def quick_eval(full: GPT2, suite: TaskSuite) -> dict:
     from mechscope.datasets.organism_eval import evaluate_organism
     with torch.no_grad():
-        return evaluate_organism(full, suite, quick=True).as_dict()
+        report = evaluate_organism(full, suite, n_ioi=100, n_induction=40, n_greater_than=100, batch_size=50)
+    return {name: round(value, 4) for name, value, *_ in report.checks()}
 
 
 def write_assets(full: GPT2, out: Path, meta: dict) -> None:
@@ -129,7 +130,7 @@ def main(argv=None) -> None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start, log = int(ckpt["step"]), json.loads(ckpt["log"])
-    batches = suite.training_batches(args.batch_size, start_batch=start)
+    batches = suite.training_batches(args.batch_size, first_row=start * args.batch_size)
     print(f"training vocabulary: {len(vocab.ids)} tokens (+1 shared row for {vocab.unused} unused tokens); "
           f"{sum(p.numel() for p in model.parameters()):,} trainable parameters")
     t0, tokens_seen = time.time(), start * args.batch_size * args.n_ctx
