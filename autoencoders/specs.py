@@ -64,7 +64,7 @@ class LocalSAESpec:
 SAESpec = OpenAISAESpec | SAELensHubSpec | LocalSAESpec
 
 
-def _split_location_version(name: str, spec: str) -> tuple[str, str]:
+def _split_location_version(name: str) -> tuple[str, str]:
     for version in sorted(OPENAI_VERSIONS, key=len, reverse=True):
         if version and name.endswith(version):
             return name[: -len(version)], version
@@ -84,7 +84,7 @@ def parse_openai_spec(body: str, spec: str) -> OpenAISAESpec:
     model, name, layer_text = parts
     if model not in OPENAI_MODELS:
         raise InvalidInputError(f"unknown OpenAI SAE model {model!r} in {spec!r}; known: {sorted(OPENAI_MODELS)}", field="spec")
-    location, version = _split_location_version(name, spec)
+    location, version = _split_location_version(name)
     allowed = OPENAI_VERSION_LOCATIONS[version]
     if location not in allowed:
         vname = version.lstrip("_") or "v1"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from azure.storage.blob import BlobServiceClient
 
-from mechscope.autoencoders import load_sae
+from mechscope.autoencoders import load_sae, save_sae
 from mechscope.autoencoders.fetch import AZURE_API_VERSION, OPENAI_CONTAINER, openai_cache_path
 from mechscope.autoencoders.specs import parse_sae_spec
 from mechscope.inference.errors import DownloadError
@@ -28,8 +28,6 @@ def test_fetch_by_name_anonymously_then_from_cache(azurite, tmp_path):  # noqa: 
     relu = random_sae(seed=4, activation="relu")
     files = {}
     for name, sae in (("topk.pt", topk), ("relu.pt", relu)):
-        from mechscope.autoencoders import save_sae
-
         files[name] = save_sae(sae, tmp_path / "src" / name, format="openai").read_bytes()
     _publish(azurite, {
         "gpt2-small/resid_delta_mlp_v5_32k/autoencoders/3.pt": files["topk.pt"],
