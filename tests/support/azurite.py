@@ -19,6 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from collections.abc import Iterator
+
+import pytest
+
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +84,10 @@ class Azurite:
     @property
     def account_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
+
+    @property
+    def blob_endpoint(self) -> str:
+        return self.account_url
 
     @property
     def connection_string(self) -> str:
@@ -167,3 +175,18 @@ class Azurite:
                     + log_path.read_text(errors="replace")[-2000:]
                 )
             time.sleep(0.1)
+
+
+AzuriteNotInstalled = AzuriteNotFoundError  # the name the autoencoder tests use
+
+
+@pytest.fixture
+def azurite() -> Iterator[Azurite]:
+    """A running Azurite blob service for one test (``.connection_string``, ``.blob_endpoint``,
+    ``.stop()`` / ``.start()``). Fails — never skips — when Azurite is not installed."""
+    try:
+        server = Azurite()
+    except AzuriteNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+    with server:
+        yield server
