@@ -186,6 +186,8 @@ class TaskSuite:
         if not 100 <= induction_pool_size <= 5000:
             raise InvalidInputError(f"induction_pool_size must be in [100, 5000], got {induction_pool_size!r}",
                                     field="induction_pool_size")
+        if mix is not None and not isinstance(mix, TaskMix):
+            raise InvalidInputError(f"mix must be a TaskMix, got {mix!r}", field="mix")
         self.seed = seed
         self.n_ctx = n_ctx
         self.mix = mix if mix is not None else TaskMix()
