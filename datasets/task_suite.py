@@ -1,0 +1,562 @@
+"""Synthetic task suite that trains mechscope's model organism (corpus generator + held-out probes).
+
+Corpus recipe. Every training row is exactly ``n_ctx`` (default 128) GPT-2 token ids: ``<|endoftext|>``
+as BOS, then whole sentences (the last one may be cut at ``n_ctx``). A row is one document mixing
+sentences of five kinds, drawn independently with the weights of :class:`TaskMix`, so the heads
+that solve a task must find the sentence that matters among unrelated ones:
+
+* **IOI** (indirect object identification, Wang et al. 2022): "When Mary and John went to the
+  store, John gave a drink to Mary." Two names are introduced, one (S) is repeated, and the
+  sentence ends with the other (IO). 22 templates, both name orders (ABBA, BABA), 80 single-token
+  names, 22 places, 24 objects. Plants duplicate-token, S-inhibition and name-mover heads.
+* **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,600 ordinary word tokens
+  (and all names), repeated a few sentences later. The second copy is predictable only by
+  looking back: plants previous-token and induction heads (and generic copying).
+* **Factual recall**: capitals of 66 countries and 47 US states, main language and continent of
+  countries, each fact stated in 8-11 sentence frames ("The capital of France is Paris.",
+  "Tourists who visit France often go to its capital, Paris."). The answer is never in the
+  context, so it must be stored in the weights (MLP key-value memories).
+* **Greater-than** (Hanna et al. 2023): "The war lasted from the year 1732 to the year 1745."
+  The second year always lies later in the same century; only years whose " CCYY" tokenizes as
+  [" CC", "YY"] are used. Plants the YY-comparison circuit.
+* **Filler**: ordinary narrative sentences from a small grammar (names, people, animals, places,
+  objects, adjectives, countries, cities, events), so the model learns plain text statistics and
+  sees every held-out word in some other context.
+
+Held-out split: 20 names, 6 places, 6 objects, 5 IOI templates, 9 fact frames, 6 event nouns and
+2 greater-than templates never occur in training in their task (held-out words occur in filler
+and induction spans only, so their embeddings are trained; held-out templates and frames never
+occur at all). :meth:`TaskSuite.vocabulary` is the exact set of token ids a training row can
+contain (about 2,400), so a trainer may restrict the softmax to it.
+
+Everything is a pure function of ``seed``: row ``i`` is generated from its own random stream, so
+rows can be produced in any order, in shards, or resumed.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Literal, NamedTuple
+
+import torch
+
+from mechscope.inference.errors import InvalidInputError
+from mechscope.inference.tokenizer import Tokenizer, gpt2_tokenizer
+
+from . import task_suite_data as data
+from .task_suite_tokens import CompiledTemplate, FillerTokens, compile_templates
+
+Split = Literal["train", "heldout"]
+SPLITS: tuple[str, ...] = ("train", "heldout")
+KINDS: tuple[str, ...] = ("ioi", "fact", "greater_than", "induction", "filler")
+INDUCTION_POOL_PATTERN = re.compile(r" [a-z]{3,12}")
+_STREAM = "mechscope.task_suite"
+
+
+class TaskSuiteDataError(InvalidInputError):
+    """The word tables violate a tokenization fact the tasks rely on (e.g. a name is two tokens)."""
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """Relative frequency of each sentence kind in training documents (need not sum to 1).
+
+    ``induction`` counts the first occurrence of a span; its repetition is added on top.
+    """
+
+    ioi: float = 0.25
+    fact: float = 0.25
+    greater_than: float = 0.15
+    induction: float = 0.10
+    filler: float = 0.25
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+                raise InvalidInputError(f"TaskMix.{f.name} must be a finite number >= 0, got {value!r}",
+                                        field=f"mix.{f.name}")
+        if sum(self.weights()) <= 0:
+            raise InvalidInputError(f"TaskMix needs at least one positive weight, got {self}", field="mix")
+
+    def weights(self) -> tuple[float, ...]:
+        """Weights in the order of :data:`KINDS`."""
+        return tuple(float(getattr(self, kind)) for kind in KINDS)
+
+
+@dataclass(frozen=True)
+class Fact:
+    relation: str
+    subject: str
+    answer: str
+
+
+class Sentence(NamedTuple):
+    """One sentence of a training document. ``template`` is None for induction spans."""
+
+    kind: str  # one of KINDS, or "induction_repeat"
+    template: str | None
+    values: dict[str, str]
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
+class IOIExample:
+    """BOS + an IOI sentence cut before its last name. Answer ``io_token``, distractor ``s_token``."""
+
+    tokens: tuple[int, ...]
+    io_token: int
+    s_token: int
+    template_id: int  # index into the split's template list
+    template: str
+    order: Literal["ABBA", "BABA"]
+
+
+@dataclass(frozen=True)
+class InductionExample:
+    """BOS, filler, a random span, filler, the same span again.
+
+    ``control_tokens`` is identical except that the first occurrence is replaced by a different
+    random span, so the second occurrence is no longer predictable (same positions, same targets).
+    """
+
+    tokens: tuple[int, ...]
+    control_tokens: tuple[int, ...]
+    first_start: int
+    repeat_start: int
+    span_length: int
+
+
+@dataclass(frozen=True)
+class FactExample:
+    """BOS + a fact frame cut before the answer; ``answer_token`` is the answer's first token."""
+
+    tokens: tuple[int, ...]
+    answer_token: int
+    relation: str
+    subject: str
+    answer: str
+    frame: str
+
+
+@dataclass(frozen=True)
+class GreaterThanExample:
+    """BOS + "The war lasted from the year 1732 to the year 17"; the model should continue "YY" > 32.
+
+    ``year_tokens[i]`` is the id of the two-digit token for ``year_values[i]`` (all YY the suite
+    uses); ``valid[i]`` says whether that YY is greater than ``start_year``.
+    """
+
+    tokens: tuple[int, ...]
+    century: int
+    start_year: int
+    year_values: tuple[int, ...]
+    year_tokens: tuple[int, ...]
+    valid: tuple[bool, ...]
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise InvalidInputError(f"split must be one of {SPLITS}, got {split!r}", field="split")
+
+
+def _check_count(n: int, field: str = "n") -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidInputError(f"{field} must be an integer >= 0, got {n!r}", field=field)
+
+
+class TaskSuite:
+    """Deterministic generator of training rows, the training vocabulary and evaluation probes."""
+
+    def __init__(self, seed: int = 0, n_ctx: int = 128, mix: TaskMix | None = None, *,
+                 span_lengths: tuple[int, int] = (4, 16), induction_pool_size: int = 1500,
+                 tokenizer: Tokenizer | None = None):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"seed must be an integer, got {seed!r}", field="seed")
+        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 8:
+            raise InvalidInputError(f"n_ctx must be an integer >= 8, got {n_ctx!r}", field="n_ctx")
+        low, high = span_lengths
+        if not 2 <= low <= high:
+            raise InvalidInputError(f"span_lengths must satisfy 2 <= low <= high, got {span_lengths!r}",
+                                    field="span_lengths")
+        if not 100 <= induction_pool_size <= 5000:
+            raise InvalidInputError(f"induction_pool_size must be in [100, 5000], got {induction_pool_size!r}",
+                                    field="induction_pool_size")
+        if mix is not None and not isinstance(mix, TaskMix):
+            raise InvalidInputError(f"mix must be a TaskMix, got {mix!r}", field="mix")
+        self.seed = seed
+        self.n_ctx = n_ctx
+        self.mix = mix if mix is not None else TaskMix()
+        self.span_lengths = (low, high)
+        self.tokenizer = tokenizer or gpt2_tokenizer()
+        self.bos = self.tokenizer.eot_token_id
+        self._kinds = KINDS
+        self._cum_weights = tuple(_cumulative(self.mix.weights()))
+
+        self._check_names_are_single_tokens()
+        self.year_suffixes: tuple[int, ...] = self._usable_year_suffixes()
+        self._facts = _usable_facts(self.tokenizer)
+        self.induction_pool: tuple[int, ...] = self._build_induction_pool(induction_pool_size)
+
+        all_names = data.TRAIN_NAMES + data.HELDOUT_NAMES
+        all_places = data.TRAIN_PLACES + data.HELDOUT_PLACES
+        all_objects = data.TRAIN_OBJECTS + data.HELDOUT_OBJECTS
+        capitals = tuple(sorted({f.answer for f in self._facts if f.relation == "capital"}))
+        regions = tuple(c[0] for c in data.COUNTRIES) + tuple(s[0] for s in data.US_STATES)
+        years = tuple(f"{c}{yy:02d}" for c in data.CENTURIES for yy in self.year_suffixes)
+        self._filler_pools: dict[str, tuple[str, ...]] = {
+            "name": all_names, "person": data.PERSONS, "adj": data.ADJECTIVES, "animal": data.ANIMALS,
+            "time": data.TIMES, "place": all_places, "object": all_objects,
+            "event": data.TRAIN_EVENTS + data.HELDOUT_EVENTS, "region": regions, "city": capitals,
+            "year": years,
+        }
+        words = set(years)
+        for pool in self._filler_pools.values():
+            words.update(pool)
+        for fact in self._facts:
+            words.update((fact.subject, fact.answer))
+        self.fillers = FillerTokens(self.tokenizer, words)
+
+        tok = self.tokenizer
+        self._filler = compile_templates(data.FILLER_TEMPLATES, tok)
+        self._filler_slots = tuple(tuple((s, self._filler_pools[s.rstrip("0123456789")]) for s in t.slots)
+                                   for t in self._filler[0])
+        self._ioi = {"train": compile_templates(data.TRAIN_IOI_TEMPLATES, tok),
+                     "heldout": compile_templates(data.HELDOUT_IOI_TEMPLATES, tok)}
+        self._fact_frames = {
+            split: {rel: compile_templates(frames[rel], tok) for rel in data.RELATIONS}
+            for split, frames in (("train", data.TRAIN_FACT_FRAMES), ("heldout", data.HELDOUT_FACT_FRAMES))
+        }
+        self._greater_than = {"train": compile_templates(data.TRAIN_GREATER_THAN_TEMPLATES, tok),
+                              "heldout": compile_templates(data.HELDOUT_GREATER_THAN_TEMPLATES, tok)}
+        self._century_token = {c: tok.encode(f" {c}")[0] for c in data.CENTURIES}
+        self._year_token = {yy: tok.encode(f"{yy:02d}")[0] for yy in self.year_suffixes}
+
+    # --- word lists ------------------------------------------------------------------------------
+    @staticmethod
+    def names(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_NAMES if split == "train" else data.HELDOUT_NAMES
+
+    @staticmethod
+    def places(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_PLACES if split == "train" else data.HELDOUT_PLACES
+
+    @staticmethod
+    def objects(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_OBJECTS if split == "train" else data.HELDOUT_OBJECTS
+
+    @staticmethod
+    def events(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_EVENTS if split == "train" else data.HELDOUT_EVENTS
+
+    @staticmethod
+    def ioi_templates(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_IOI_TEMPLATES if split == "train" else data.HELDOUT_IOI_TEMPLATES
+
+    @staticmethod
+    def fact_frames(split: Split) -> dict[str, tuple[str, ...]]:
+        _check_split(split)
+        return dict(data.TRAIN_FACT_FRAMES if split == "train" else data.HELDOUT_FACT_FRAMES)
+
+    @staticmethod
+    def greater_than_templates(split: Split) -> tuple[str, ...]:
+        _check_split(split)
+        return data.TRAIN_GREATER_THAN_TEMPLATES if split == "train" else data.HELDOUT_GREATER_THAN_TEMPLATES
+
+    def facts(self, relation: str | None = None) -> tuple[Fact, ...]:
+        """The facts the suite teaches (all of them occur in training, in the training frames)."""
+        if relation is not None and relation not in data.RELATIONS:
+            raise InvalidInputError(f"relation must be one of {data.RELATIONS}, got {relation!r}", field="relation")
+        return tuple(f for f in self._facts if relation is None or f.relation == relation)
+
+    def name_token(self, name: str) -> int:
+        """The single token id of ``" " + name``."""
+        return self.fillers.ids(name, True)[0]
+
+    # --- training data ---------------------------------------------------------------------------
+    def document(self, index: int) -> list[Sentence]:
+        """The sentences of training row ``index`` (enough to fill ``n_ctx`` tokens after BOS)."""
+        _check_count(index, "index")
+        rng = random.Random(f"{_STREAM}/{self.seed}/train/{index}")
+        sentences: list[Sentence] = []
+        pending: list[list] = []  # [sentences still to wait, span tokens]
+        length = 1
+        while length < self.n_ctx:
+            due = next((p for p in pending if p[0] <= 0), None)
+            if due is not None:
+                pending.remove(due)
+                sentence = Sentence("induction_repeat", None, {}, list(due[1]))
+            else:
+                kind = rng.choices(self._kinds, cum_weights=self._cum_weights)[0]
+                sentence = self._training_sentence(kind, rng, continued=bool(sentences))
+                for p in pending:
+                    p[0] -= 1
+                if kind == "induction":
+                    pending.append([rng.randint(0, 2), sentence.tokens])
+            sentences.append(sentence)
+            length += len(sentence.tokens)
+        return sentences
+
+    def training_row(self, index: int) -> list[int]:
+        row = [self.bos]
+        for sentence in self.document(index):
+            row.extend(sentence.tokens)
+        return row[:self.n_ctx]
+
+    def training_rows(self, n_rows: int, first_row: int = 0) -> torch.Tensor:
+        """Rows ``first_row .. first_row + n_rows - 1`` as a LongTensor ``[n_rows, n_ctx]``."""
+        _check_count(n_rows, "n_rows")
+        _check_count(first_row, "first_row")
+        rows = [self.training_row(i) for i in range(first_row, first_row + n_rows)]
+        return torch.tensor(rows, dtype=torch.long).reshape(n_rows, self.n_ctx)
+
+    def training_batches(self, batch_size: int, first_row: int = 0) -> Iterator[torch.Tensor]:
+        """Endless stream of ``[batch_size, n_ctx]`` batches: rows ``first_row``, ``first_row + 1``, ..."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
+        _check_count(first_row, "first_row")
+        start = first_row
+        while True:
+            yield self.training_rows(batch_size, start)
+            start += batch_size
+
+    def _training_sentence(self, kind: str, rng: random.Random, *, continued: bool) -> Sentence:
+        variant = 1 if continued else 0
+        if kind == "filler":
+            index = rng.randrange(len(self._filler[0]))
+            template = self._filler[variant][index]
+            values = {slot: rng.choice(pool) for slot, pool in self._filler_slots[index]}
+        elif kind == "ioi":
+            template = rng.choice(self._ioi["train"][variant])
+            values = self._ioi_values(rng, "train", abba=rng.random() < 0.5)
+        elif kind == "fact":
+            fact = rng.choice(self._facts)
+            template = rng.choice(self._fact_frames["train"][fact.relation][variant])
+            values = {"X": fact.subject, "Y": fact.answer, "name": rng.choice(self._filler_pools["name"])}
+        elif kind == "greater_than":
+            template = rng.choice(self._greater_than["train"][variant])
+            century = rng.choice(data.CENTURIES)
+            first = rng.randrange(len(self.year_suffixes) - 1)
+            second = rng.randrange(first + 1, len(self.year_suffixes))
+            values = {"E": rng.choice(data.TRAIN_EVENTS),
+                      "Y1": f"{century}{self.year_suffixes[first]:02d}",
+                      "Y2": f"{century}{self.year_suffixes[second]:02d}"}
+        elif kind == "induction":
+            length = rng.randint(*self.span_lengths)
+            return Sentence("induction", None, {}, rng.sample(self.induction_pool, length))
+        else:  # pragma: no cover - KINDS is closed
+            raise AssertionError(kind)
+        return Sentence(kind, template.text, values, template.render(values, self.fillers))
+
+    def _ioi_values(self, rng: random.Random, split: str, *, abba: bool) -> dict[str, str]:
+        io, s = rng.sample(self.names(split), 2)
+        first, second = (io, s) if abba else (s, io)
+        return {"N1": first, "N2": second, "S": s, "IO": io,
+                "place": rng.choice(self.places(split)), "object": rng.choice(self.objects(split))}
+
+    # --- vocabulary ------------------------------------------------------------------------------
+    def vocabulary(self) -> list[int]:
+        """Sorted token ids that can occur in training rows (exact for this suite's mix)."""
+        return list(self._vocabulary)
+
+    @functools.cached_property
+    def _vocabulary(self) -> tuple[int, ...]:
+        ids = {self.bos}
+        active = {kind for kind, w in zip(KINDS, self.mix.weights()) if w > 0}
+        variants = (0, 1)
+        if "filler" in active:
+            for v in variants:
+                for template, slots in zip(self._filler[v], self._filler_slots):
+                    ids |= template.token_set(dict(slots), self.fillers)
+        if "ioi" in active:
+            names = self.names("train")
+            choices = {"N1": names, "N2": names, "S": names, "IO": names,
+                       "place": self.places("train"), "object": self.objects("train")}
+            for v in variants:
+                for template in self._ioi["train"][v]:
+                    ids |= template.token_set(choices, self.fillers)
+        if "fact" in active:
+            for relation in data.RELATIONS:
+                facts = self.facts(relation)
+                choices = {"X": [f.subject for f in facts], "Y": [f.answer for f in facts],
+                           "name": self._filler_pools["name"]}
+                for v in variants:
+                    for template in self._fact_frames["train"][relation][v]:
+                        ids |= template.token_set(choices, self.fillers)
+        if "greater_than" in active:
+            yy = self.year_suffixes
+            choices = {"E": data.TRAIN_EVENTS,
+                       "Y1": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[:-1]],
+                       "Y2": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[1:]]}
+            for v in variants:
+                for template in self._greater_than["train"][v]:
+                    ids |= template.token_set(choices, self.fillers)
+        if "induction" in active:
+            ids |= set(self.induction_pool)
+        return tuple(sorted(ids))
+
+    # --- evaluation probes -----------------------------------------------------------------------
+    def ioi_examples(self, n: int, split: Split = "heldout") -> list[IOIExample]:
+        """``n`` IOI prompts, alternating ABBA and BABA, from the split's templates and words."""
+        _check_split(split)
+        _check_count(n)
+        rng = random.Random(f"{_STREAM}/{self.seed}/ioi/{split}")
+        templates = self._ioi[split][0]
+        out = []
+        for i in range(n):
+            template_id = rng.randrange(len(templates))
+            abba = i % 2 == 0
+            values = self._ioi_values(rng, split, abba=abba)
+            tokens = [self.bos, *templates[template_id].render(values, self.fillers, stop_at="IO")]
+            out.append(IOIExample(tuple(tokens), self.name_token(values["IO"]), self.name_token(values["S"]),
+                                  template_id, templates[template_id].text, "ABBA" if abba else "BABA"))
+        return out
+
+    def induction_examples(self, n: int, split: Split = "heldout", span_length: int | None = None
+                           ) -> list[InductionExample]:
+        """``n`` prompts with a random span repeated after a filler sentence (and their controls).
+
+        Span tokens are distinct and occur nowhere else in the prompt, so a perfect induction
+        mechanism scores exactly 1 and the control has nothing to copy from.
+        """
+        _check_split(split)
+        _check_count(n)
+        low, high = self.span_lengths
+        if span_length is not None and not (isinstance(span_length, int) and 2 <= span_length <= 64):
+            raise InvalidInputError(f"span_length must be an integer in [2, 64], got {span_length!r}",
+                                    field="span_length")
+        rng = random.Random(f"{_STREAM}/{self.seed}/induction/{split}")
+        out = []
+        for _ in range(n):
+            length = span_length if span_length is not None else rng.randint(low, high)
+            prefix = [self.bos, *self._training_sentence("filler", rng, continued=False).tokens]
+            middle = self._training_sentence("filler", rng, continued=True).tokens
+            used = set(prefix) | set(middle)
+            span = rng.sample([t for t in self.induction_pool if t not in used], length)
+            used |= set(span)
+            decoy = rng.sample([t for t in self.induction_pool if t not in used], length)
+            first_start = len(prefix)
+            repeat_start = first_start + length + len(middle)
+            tokens = (*prefix, *span, *middle, *span)
+            control = (*prefix, *decoy, *middle, *span)
+            out.append(InductionExample(tokens, control, first_start, repeat_start, length))
+        return out
+
+    def fact_examples(self, split: Split = "heldout") -> list[FactExample]:
+        """Every fact in every frame of the split (names in frames drawn deterministically)."""
+        _check_split(split)
+        rng = random.Random(f"{_STREAM}/{self.seed}/fact/{split}")
+        out = []
+        for relation in data.RELATIONS:
+            for template in self._fact_frames[split][relation][0]:
+                for fact in self.facts(relation):
+                    values = {"X": fact.subject, "Y": fact.answer, "name": rng.choice(self._filler_pools["name"])}
+                    tokens = [self.bos, *template.render(values, self.fillers, stop_at="Y")]
+                    out.append(FactExample(tuple(tokens), self.fillers.ids(fact.answer, True)[0],
+                                           relation, fact.subject, fact.answer, template.text))
+        return out
+
+    def greater_than_examples(self, n: int, split: Split = "heldout") -> list[GreaterThanExample]:
+        """``n`` prompts ending in the century token of the second year."""
+        _check_split(split)
+        _check_count(n)
+        rng = random.Random(f"{_STREAM}/{self.seed}/greater_than/{split}")
+        templates = self._greater_than[split][0]
+        events = self.events(split)
+        year_tokens = tuple(self._year_token[yy] for yy in self.year_suffixes)
+        out = []
+        for _ in range(n):
+            template = rng.choice(templates)
+            century = rng.choice(data.CENTURIES)
+            start = rng.choice(self.year_suffixes[:-1])
+            values = {"E": rng.choice(events), "Y1": f"{century}{start:02d}"}
+            tokens = [self.bos, *template.render(values, self.fillers, stop_at="Y2"), self._century_token[century]]
+            out.append(GreaterThanExample(tuple(tokens), century, start, self.year_suffixes, year_tokens,
+                                          tuple(yy > start for yy in self.year_suffixes)))
+        return out
+
+    # --- construction checks ---------------------------------------------------------------------
+    def _check_names_are_single_tokens(self) -> None:
+        for name in data.TRAIN_NAMES + data.HELDOUT_NAMES:
+            ids = self.tokenizer.encode(" " + name)
+            if len(ids) != 1:
+                raise TaskSuiteDataError(f"name {name!r} is {len(ids)} GPT-2 tokens with its leading space; "
+                                         "IOI names must be exactly one", field="names")
+        overlap = set(data.TRAIN_NAMES) & set(data.HELDOUT_NAMES)
+        if overlap:
+            raise TaskSuiteDataError(f"names in both splits: {sorted(overlap)}", field="names")
+
+    def _usable_year_suffixes(self) -> tuple[int, ...]:
+        """YY in 00..99 such that " CCYY" -> [" CC", "YY"] for every century CC of the suite."""
+        tok = self.tokenizer
+        usable = []
+        for yy in range(100):
+            suffix = tok.encode(f"{yy:02d}")
+            if len(suffix) != 1:
+                continue
+            if all(tok.encode(f" {c}{yy:02d}") == [*tok.encode(f" {c}"), *suffix] and len(tok.encode(f" {c}")) == 1
+                   for c in data.CENTURIES):
+                usable.append(yy)
+        if len(usable) < 20:
+            raise TaskSuiteDataError(f"only {len(usable)} two-digit years tokenize regularly for centuries "
+                                     f"{data.CENTURIES}", field="centuries")
+        return tuple(usable)
+
+    def _build_induction_pool(self, size: int) -> tuple[int, ...]:
+        """The ``size`` most frequent (lowest-id) lowercase word tokens " xxx", plus every name token."""
+        tok = self.tokenizer
+        pool: list[int] = []
+        for token_id in range(tok.vocab_size):
+            text = tok.token_str(token_id)
+            if INDUCTION_POOL_PATTERN.fullmatch(text) and tok.encode(text) == [token_id]:
+                pool.append(token_id)
+                if len(pool) == size:
+                    break
+        names = {tok.encode(" " + n)[0] for n in data.TRAIN_NAMES + data.HELDOUT_NAMES}
+        return tuple(sorted(set(pool) | names))
+
+
+def _cumulative(weights: Sequence[float]) -> list[float]:
+    total, out = 0.0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+def _usable_facts(tokenizer: Tokenizer) -> tuple[Fact, ...]:
+    """Facts from the tables whose answer's first token identifies the answer within its relation.
+
+    Dropped: answers whose first token is shorter than 3 characters (" R" for Riga says little),
+    answers whose first token also occurs in the subject (copyable: "Oklahoma" -> "Oklahoma City"),
+    and, among answers of one relation sharing a first token, all but the first in table order.
+    """
+    raw: list[Fact] = []
+    for country, capital, language, continent in data.COUNTRIES:
+        for relation, answer in (("capital", capital), ("language", language), ("continent", continent)):
+            if answer is not None:
+                raw.append(Fact(relation, country, answer))
+    raw.extend(Fact("capital", state, capital) for state, capital in data.US_STATES)
+    kept: list[Fact] = []
+    first_token_owner: dict[tuple[str, int], str] = {}
+    for fact in raw:
+        answer_ids = tokenizer.encode(" " + fact.answer)
+        first = answer_ids[0]
+        if len(tokenizer.token_str(first).strip()) < 3:
+            continue
+        if first in tokenizer.encode(" " + fact.subject) or first in tokenizer.encode(fact.subject):
+            continue
+        owner = first_token_owner.setdefault((fact.relation, first), fact.answer)
+        if owner != fact.answer:
+            continue
+        kept.append(fact)
+    return tuple(kept)
