@@ -15,6 +15,7 @@ from .native_format import load_native_sae, save_native_sae
 from .openai_format import load_openai_sae, save_openai_sae
 from .sae import InputNorm, SAEOutput, SparseAutoencoder
 from .saelens_format import load_saelens_sae, save_saelens_sae
+from .splice import SAE_HOOK_SUFFIXES, SAESplice
 from .specs import LocalSAESpec, OpenAISAESpec, SAELensHubSpec, parse_sae_spec
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "SAEIncompatibleError",
     "SAELensHubSpec",
     "SAEOutput",
+    "SAESplice",
+    "SAE_HOOK_SUFFIXES",
     "SparseAutoencoder",
     "WeightProcessing",
     "cache_root",

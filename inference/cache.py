@@ -37,17 +37,18 @@ class ActivationCache(Mapping[str, torch.Tensor]):
         return sum(t.numel() * t.element_size() for t in self._store.values())
 
 
-def _select_names(model, names: NameFilter, layers: Iterable[int] | None) -> list[str]:
+def _select_names(model, names: NameFilter, layers: Iterable[int] | None, splices=()) -> list[str]:
     from .hooks import OPTIONAL_BLOCK_POINTS
+    available = [*model.hook_names, *(n for s in splices for n in s.sub_hook_names())]
     if names is None:
-        chosen = [n for n in model.hook_names if not any(n.endswith(o) for o in OPTIONAL_BLOCK_POINTS)]
+        chosen = [n for n in available if not any(n.endswith(o) for o in OPTIONAL_BLOCK_POINTS)]
     elif isinstance(names, str):
         chosen = [names]
     elif callable(names):
-        chosen = [n for n in model.hook_names if names(n)]
+        chosen = [n for n in available if names(n)]
     else:
         chosen = list(names)
-    model.check_hook_names(chosen)
+    model.check_hook_names(chosen, splices)
     if layers is not None:
         keep = set(layers)
         chosen = [n for n in chosen if layer_of(n) is None or layer_of(n) in keep]
@@ -87,7 +88,7 @@ def run_with_cache(model, tokens: torch.Tensor, attention_mask: torch.Tensor | N
     sees activations after earlier hooks at the same point.
     """
     store: dict[str, torch.Tensor] = {}
-    chosen = _select_names(model, names, layers)
+    chosen = _select_names(model, names, layers, forward_kwargs.get("splices", ()))
     hooks = list(fwd_hooks.items() if isinstance(fwd_hooks, Mapping) else fwd_hooks or [])
     hooks += caching_hooks(chosen, store, positions=positions, detach=detach, device=device)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):

@@ -18,6 +18,7 @@ import contextvars
 import dataclasses
 import difflib
 import re
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Union
 
@@ -36,6 +37,23 @@ class HookContext:
     name: str
     layer: int | None
     pos_offset: int = 0  # absolute position of index 0 along the pos axis (non-zero with a KV cache)
+    # The call's hook runner: ``ctx.run(name, tensor)`` applies the call's hooks at a further point
+    # (used by spliced modules such as SAEs to expose their own hook points).
+    run: "HookRunner | None" = dataclasses.field(default=None, repr=False, compare=False)
+
+
+@typing.runtime_checkable
+class Splice(typing.Protocol):
+    """A module spliced into the forward pass at ``hook_point`` (e.g. an SAE with its error term).
+
+    It is called like a forward hook, before any other hook at that point, and exposes the extra
+    hook points listed by :meth:`sub_hook_names` through ``ctx.run``."""
+
+    hook_point: str
+
+    def sub_hook_names(self) -> list[str]: ...
+
+    def __call__(self, x: torch.Tensor, ctx: HookContext) -> torch.Tensor: ...
 
 
 # Axis names of the tensor at each hook point (batch first). Keys are name suffixes after the layer.
@@ -180,7 +198,7 @@ class HookRunner:
     def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name not in self._names:
             return x
-        ctx = HookContext(name, layer_of(name), self.pos_offset)
+        ctx = HookContext(name, layer_of(name), self.pos_offset, self)
         for fn in self.hooks.forward.get(name, ()):
             out = fn(x, ctx)
             if out is not None:

@@ -202,10 +202,11 @@ class GPT2(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=gen) * scale)
 
     # --- validation -----------------------------------------------------------------------------
-    def check_hook_names(self, names) -> None:
+    def check_hook_names(self, names, splices: Sequence = ()) -> None:
+        extra = {n for s in splices for n in s.sub_hook_names()}
         for name in names:
-            if name not in self._hook_name_set and ".hook_sae_" not in name:
-                raise unknown_hook_error(name, self.hook_names)
+            if name not in self._hook_name_set and name not in extra:
+                raise unknown_hook_error(name, [*self.hook_names, *sorted(extra)])
 
     def check_tokens(self, tokens: torch.Tensor, past_len: int = 0) -> None:
         if tokens.dim() != 2:
@@ -225,25 +226,28 @@ class GPT2(nn.Module):
     # --- forward --------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 hooks: Hooks | None = None, fwd_hooks: HookSpec = None, bwd_hooks: HookSpec = None,
-                interventions: Sequence = (), past_kv: KVCache | None = None,
+                interventions: Sequence = (), splices: Sequence = (), past_kv: KVCache | None = None,
                 return_kv: bool = False, stop_at_layer: int | None = None):
         """Logits ``[batch, pos, vocab]`` for ``tokens`` ``[batch, pos]``.
 
         ``attention_mask`` (1 = real token, 0 = padding; covering past and new tokens when a KV
         cache is given) lets padded rows give exactly what they give alone, with left or right
         padding. ``interventions`` are objects from :mod:`.interventions`; ``fwd_hooks`` and
-        ``bwd_hooks`` map hook names to functions. With ``stop_at_layer=L`` the residual stream
-        entering block L is returned instead of logits.
+        ``bwd_hooks`` map hook names to functions. ``splices`` are modules spliced in at a hook point
+        (e.g. :class:`mechscope.autoencoders.SAESplice`), run before every other hook there; their own
+        hook points (``<point>.hook_sae_acts_post`` ...) accept hooks and interventions like any other.
+        With ``stop_at_layer=L`` the residual stream entering block L is returned instead of logits.
         """
         past_len = past_kv[0][0].shape[1] if past_kv else 0
         self.check_tokens(tokens, past_len)
-        # Order at each point: scoped hooks, ``hooks``, interventions, then fwd_hooks (so a cache
-        # sees the intervened value).
-        all_hooks = active_scope_hooks().merged(hooks or Hooks())
+        # Order at each point: splices, scoped hooks, ``hooks``, interventions, then fwd_hooks (so a
+        # cache sees the intervened value).
+        all_hooks = Hooks.build([(s.hook_point, s) for s in splices]).merged(active_scope_hooks())
+        all_hooks = all_hooks.merged(hooks or Hooks())
         if interventions:
             all_hooks = all_hooks.merged(Hooks.build([(iv.hook_name, iv) for iv in interventions]))
         all_hooks = all_hooks.merged(Hooks.build(fwd_hooks, bwd_hooks))
-        self.check_hook_names(all_hooks.names())
+        self.check_hook_names(all_hooks.names(), splices)
         run = HookRunner(all_hooks, pos_offset=past_len)
 
         b, n = tokens.shape
