@@ -1,0 +1,74 @@
+"""The debugger engine: a model, its SAEs and a reference corpus, answering requests as plain
+Python calls (the HTTP layer is a thin wrapper around this class).
+
+An :class:`Engine` is immutable once built except for a memo of reference-corpus activations
+(used by mean and resample ablation), which is filled under a lock; requests share nothing else,
+so any number of threads may call it at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import torch
+
+from mechscope.inference import GPT2, gpt2_tokenizer
+
+from .schemas import AttributionRequest, AttributionResult
+
+
+class Engine:
+    def __init__(self, model: GPT2, saes: Sequence = (), reference_tokens: torch.Tensor | None = None):
+        from mechscope.autoencoders import SAESplice
+
+        self.model = model
+        self.tokenizer = gpt2_tokenizer()
+        self.saes = {}
+        for sae in saes:
+            point = sae.config.hook_point
+            if point in self.saes:
+                raise ValueError(f"two SAEs at {point}")
+            self.saes[point] = sae
+        self._splices = {p: SAESplice(s, p) for p, s in self.saes.items()}
+        if reference_tokens is None:
+            reference_tokens = default_reference_tokens(model)
+        self.reference_tokens = reference_tokens
+        self._reference_memo: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    # --- SAEs ------------------------------------------------------------------------------------
+    def sae_for(self, layer: int, side: str):
+        """The SAE replacing layer ``layer``'s MLP (side 'mlp') or attention (side 'attn'), if any."""
+        points = ([f"blocks.{layer}.hook_mlp_out", f"blocks.{layer}.mlp.hook_post"] if side == "mlp"
+                  else [f"blocks.{layer}.hook_attn_out"])
+        for p in points:
+            if p in self.saes:
+                return p
+        return None
+
+    def splices(self, points) -> list:
+        return [self._splices[p] for p in points]
+
+    # --- reference corpus -------------------------------------------------------------------------
+    def reference_activations(self, hook: str) -> torch.Tensor:
+        """Activations at ``hook`` on the reference corpus, ``[rows, pos, ...]`` (memoised)."""
+        with self._lock:
+            if hook not in self._reference_memo:
+                splices = [s for p, s in self._splices.items() if hook.startswith(p + ".")]
+                with torch.no_grad():
+                    _, cache = self.model.run_with_cache(self.reference_tokens, names=[hook], splices=splices)
+                self._reference_memo[hook] = cache[hook]
+            return self._reference_memo[hook]
+
+    # --- requests -------------------------------------------------------------------------------
+    def attribute(self, request: AttributionRequest) -> AttributionResult:
+        from .attribution import attribute
+        return attribute(self, request)
+
+
+def default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:
+    """Reference corpus for mean/resample ablation: rows of the organism's task suite."""
+    from mechscope.datasets.task_suite import TaskSuite
+    n_ctx = min(128, model.cfg.n_positions)
+    return TaskSuite(seed=12345, n_ctx=n_ctx).training_rows(rows, first_row=50_000_000)

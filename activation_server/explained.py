@@ -1,0 +1,201 @@
+"""What a node table explains: the loss, or one traced node.
+
+An :class:`Explained` says which scalar to differentiate (one per prompt), which hooks the pass
+needs (frozen LayerNorm scales, detached query/key sides), where the explained scalar *reads* the
+residual stream (direct effects are write vectors dotted with the gradient there), and which
+components can appear upstream of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from .errors import RequestError
+from .prompts import PreparedPrompts, single_token_ids
+from .schemas import LossSpec, NodeRef, TraceSpec
+
+
+def _detach(x, ctx):
+    return x.detach()
+
+
+@dataclasses.dataclass
+class Explained:
+    description: str
+    hooks: list[tuple[str, Callable]]           # extra forward hooks (freeze / detach)
+    capture: list[str]                           # activations the scalar needs
+    read_hook: str                               # direct effects: gradient w.r.t. this activation
+    read_space: str                              # "resid", "mlp_out", "attn_out" or "mlp_post"
+    max_layer: int                               # components of layers > max_layer are not upstream
+    include_mlp_at_max: bool                     # is the MLP of max_layer upstream?
+    include_attn_at_max: bool
+    scalar: Callable[[dict, torch.Tensor], torch.Tensor]   # (captured, logits) -> [batch]
+    positions: list[int]                         # per prompt, the position the scalar is read at
+    splice_points: list[str] = dataclasses.field(default_factory=list)  # SAEs that must be spliced
+
+    def direct_writer(self, kind: str, layer: int | None) -> bool:
+        """Does a component of this kind/layer write straight into the read space?"""
+        if self.read_space == "resid":
+            return self.upstream(kind, layer)
+        if kind in ("embedding", "pos_embedding") or layer != self.max_layer:
+            return False
+        if self.read_space in ("mlp_out", "mlp_post"):
+            return kind in ("mlp_neuron",) or kind == "mlp_sae"
+        return kind in ("attn_head",)
+
+    def upstream(self, kind: str, layer: int | None) -> bool:
+        if layer is None:
+            return True
+        if layer < self.max_layer:
+            return True
+        if layer > self.max_layer:
+            return False
+        return self.include_mlp_at_max if kind in ("mlp_neuron", "mlp_sae") else self.include_attn_at_max
+
+
+def _resolve_node_positions(prepared: PreparedPrompts, node: NodeRef, field: str) -> tuple[list[int], list[int | None]]:
+    def per_prompt(position: int, f: str) -> list[int]:
+        if position < 0:
+            return [prepared.resolve_position(i, position, f) for i in range(prepared.batch)]
+        p0 = prepared.resolve_position(0, position, f)
+        out = []
+        for i in range(prepared.batch):
+            p = prepared.aligned_position(0, p0, i)
+            if p is None:
+                raise RequestError(f"position {position} of prompt 0 has no aligned position in prompt {i}", field=f)
+            out.append(p)
+        return out
+
+    qs = per_prompt(node.position, f"{field}.position")
+    ks: list[int | None] = [None] * prepared.batch
+    if node.key_position is not None:
+        ks = per_prompt(node.key_position, f"{field}.key_position")
+        for q, k in zip(qs, ks):
+            if k > q:
+                raise RequestError(f"key position {k} comes after query position {q}", field=f"{field}.key_position")
+    return qs, ks
+
+
+# --- the loss -----------------------------------------------------------------------------------
+def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
+    n = model.cfg.n_layer
+    positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
+    rows = torch.arange(prepared.batch)
+    pos = torch.tensor(positions)
+    if loss.kind == "logit_diff":
+        targets = single_token_ids(loss.targets, "loss.targets")
+        distractors = single_token_ids(loss.distractors, "loss.distractors")
+
+        def scalar(captured, logits):
+            at = logits[rows, pos]
+            return at[:, targets].mean(-1) - at[:, distractors].mean(-1)
+        what = f"logit diff mean{loss.targets} - mean{loss.distractors}"
+    elif loss.kind == "log_prob":
+        targets = single_token_ids(loss.targets, "loss.targets")
+
+        def scalar(captured, logits):
+            return logits[rows, pos].log_softmax(-1)[:, targets].logsumexp(-1)
+        what = f"log P(next token in {loss.targets})"
+    else:
+        ref = loss.reference_prompt
+
+        def scalar(captured, logits):
+            logp = logits[rows, pos].log_softmax(-1)
+            p_ref = logp[ref].detach().exp()
+            return (p_ref * (logp[ref].detach() - logp)).sum(-1)
+        what = f"KL(prompt {ref} || prompt) of the next-token distribution"
+    return Explained(
+        description=f"loss: {what} at position {loss.position}",
+        hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
+        read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
+        scalar=scalar, positions=positions,
+    )
+
+
+def logit_diff_constant(model, loss: LossSpec) -> float:
+    """The part of the logit difference that no node writes: the final LayerNorm's bias."""
+    if loss.kind != "logit_diff":
+        return 0.0
+    t = single_token_ids(loss.targets, "loss.targets")
+    d = single_token_ids(loss.distractors, "loss.distractors")
+    u = model.W_U[:, t].mean(-1) - model.W_U[:, d].mean(-1)
+    return float(model.ln_f.bias @ u)
+
+
+# --- traced nodes -------------------------------------------------------------------------------
+def trace_explained(model, engine, prepared: PreparedPrompts, trace: TraceSpec,
+                    downstream_grad: Callable[[Explained], torch.Tensor] | None = None) -> Explained:
+    node, through = trace.node, trace.through
+    field = "trace.node"
+    qs, ks = _resolve_node_positions(prepared, node, field)
+    rows = torch.arange(prepared.batch)
+    q_t = torch.tensor(qs)
+    L = node.layer
+    if node.kind == "mlp_neuron":
+        if through != "pre":
+            raise RequestError("an MLP neuron is traced through its pre-activation ('pre')", field="trace.through")
+        hook = f"blocks.{L}.mlp.hook_pre"
+        return Explained(
+            description=f"pre-activation of neuron {node.index} in layer {L} at position {node.position}",
+            hooks=[(f"blocks.{L}.ln2.hook_scale", _detach)], capture=[hook], read_hook=f"blocks.{L}.hook_resid_mid",
+            read_space="resid", max_layer=L, include_mlp_at_max=False, include_attn_at_max=True,
+            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs)
+    if node.kind == "sae_latent":
+        if through != "pre":
+            raise RequestError("an SAE latent is traced through its pre-activation ('pre')", field="trace.through")
+        point = node.sae
+        space = "attn_out" if point.endswith("hook_attn_out") else "mlp_post" if point.endswith("mlp.hook_post") \
+            else "mlp_out" if point.endswith("hook_mlp_out") else None
+        if space is None:
+            raise RequestError(f"tracing latents of an SAE at {point!r} is not supported (MLP and attention SAEs are)",
+                               field="trace.node.sae")
+        hook = f"{point}.hook_sae_acts_pre"
+        return Explained(
+            description=f"pre-activation of latent {node.index} of the SAE at {point} at position {node.position}",
+            hooks=[], capture=[hook], read_hook=f"{point}.hook_sae_input", read_space=space, max_layer=L,
+            include_mlp_at_max=space != "attn_out", include_attn_at_max=True,
+            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, splice_points=[point])
+    if node.kind != "attn_head":
+        raise RequestError(f"{node.kind} nodes cannot be traced (neurons, latents and heads can)", field="trace.node.kind")
+    if node.key_position is None:
+        raise RequestError("tracing a head needs key_position (the (query, key) pair to explain)",
+                           field="trace.node.key_position")
+    k_t = torch.tensor(ks)
+    h = node.index
+    base = dict(read_hook=f"blocks.{L}.hook_resid_pre", read_space="resid", max_layer=L,
+                include_mlp_at_max=False, include_attn_at_max=False, positions=qs)
+    freeze_ln = (f"blocks.{L}.ln1.hook_scale", _detach)
+    if through in ("q", "k", "qk"):
+        hook = f"blocks.{L}.attn.hook_attn_scores"
+        hooks = [freeze_ln]
+        if through == "q":
+            hooks.append((f"blocks.{L}.attn.hook_k", _detach))
+        elif through == "k":
+            hooks.append((f"blocks.{L}.attn.hook_q", _detach))
+        side = {"q": "query", "k": "key", "qk": "query and key"}[through]
+        return Explained(
+            description=f"attention logit of head {h} in layer {L} from {node.position} to {node.key_position} "
+                        f"through the {side}",
+            hooks=hooks, capture=[hook], scalar=lambda c, logits: c[hook][rows, h, q_t, k_t], **base)
+    if through != "v":
+        raise RequestError(f"a head is traced through 'q', 'k', 'qk' or 'v', not {through!r}", field="trace.through")
+    if downstream_grad is None:
+        raise AssertionError("tracing through the value needs the downstream gradient")
+    grad_out = downstream_grad(None)  # [batch, width, d_model]: gradient of the downstream target at attn_out L
+    g_q = grad_out[rows, q_t]          # [batch, d_model]
+    pattern_hook, v_hook = f"blocks.{L}.attn.hook_pattern", f"blocks.{L}.attn.hook_v"
+    W_O = model.h[L].attn.W_O[h]      # [d_head, d_model]
+
+    def scalar(c, logits):
+        p = c[pattern_hook][rows, h, q_t, k_t].detach()
+        v = c[v_hook][rows, k_t, h]    # [batch, d_head]
+        return p * ((v @ W_O) * g_q).sum(-1)
+
+    down = "the loss" if trace.downstream is None else f"{trace.downstream.kind} {trace.downstream.index} (layer {trace.downstream.layer})"
+    return Explained(
+        description=f"write of head {h} in layer {L} from {node.position} to {node.key_position} through the value, "
+                    f"projected on the gradient of {down}",
+        hooks=[freeze_ln], capture=[pattern_hook, v_hook], scalar=scalar, **base)

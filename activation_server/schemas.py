@@ -1,0 +1,169 @@
+"""Request and result types of the debugger engine (pydantic v2).
+
+The engine's Python functions take and return these models, and the HTTP API serves the same
+models, so a script and the browser see identical shapes. Vocabulary (see README): a *component*
+is a unit with weights; a *node* is one invocation of a component on one prompt — a neuron or latent
+at one token, a head at one (query, key) pair.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NodeKind = Literal["embedding", "pos_embedding", "attn_head", "mlp_neuron", "sae_latent", "sae_error"]
+InterventionMode = Literal["zero", "mean", "resample", "patch"]
+MlpSide = Literal["neurons", "latents"]
+AttnSide = Literal["heads", "latents"]
+TraceThrough = Literal["pre", "q", "k", "qk", "v"]
+LossKind = Literal["logit_diff", "log_prob", "kl"]
+Alignment = Literal["end", "start"]
+
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeRef(Strict):
+    """One node. ``position`` is the token position (the query position for heads); for heads
+    ``key_position`` picks one (query, key) pair, or None for the head's whole output at the query.
+    ``sae`` names the hook point of the SAE a latent belongs to. Negative positions count from the
+    end of the prompt (-1 = last token)."""
+
+    kind: NodeKind
+    layer: int | None = Field(default=None, ge=0, description="block index (None for embeddings)")
+    index: NonNegInt = Field(default=0, description="neuron / head / latent index (0 for embeddings)")
+    position: int = Field(description="token position; query position for heads; negative counts from the end")
+    key_position: int | None = Field(default=None, description="heads only: key position of a (query, key) pair")
+    sae: str | None = Field(default=None, description="SAE latents/errors: the SAE's hook point")
+
+    @model_validator(mode="after")
+    def _check(self) -> "NodeRef":
+        needs_layer = self.kind not in ("embedding", "pos_embedding")
+        if needs_layer and self.layer is None:
+            raise ValueError(f"a {self.kind} node needs a layer")
+        if self.kind in ("sae_latent", "sae_error") and not self.sae:
+            raise ValueError(f"a {self.kind} node needs sae (the SAE's hook point)")
+        if self.key_position is not None and self.kind != "attn_head":
+            raise ValueError("key_position is only meaningful for attn_head nodes")
+        return self
+
+
+class NodeIntervention(Strict):
+    """Ablate (zero / mean / resample) or patch one node. ``patch`` copies the node's value from
+    prompt ``source_prompt`` of the same request (positions aligned as the request says)."""
+
+    node: NodeRef
+    mode: InterventionMode = "zero"
+    source_prompt: NonNegInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "NodeIntervention":
+        if self.mode == "patch" and self.source_prompt is None:
+            raise ValueError("a patch needs source_prompt (the index of the prompt to copy from)")
+        return self
+
+
+class PromptSpec(Strict):
+    text: str = Field(min_length=1, description="the prompt text")
+    interventions: list[NodeIntervention] = Field(default_factory=list)
+    prepend_bos: bool = False
+
+
+class LossSpec(Strict):
+    """The scalar explained. ``logit_diff`` (default): mean logit of ``targets`` minus mean logit of
+    ``distractors`` at ``position`` (default: the last token), final LayerNorm scale held constant.
+    ``log_prob``: mean log-probability of the targets (a target of several tokens is scored as a
+    continuation). ``kl``: KL(reference prompt's next-token distribution || this prompt's)."""
+
+    kind: LossKind = "logit_diff"
+    targets: list[str] = Field(default_factory=list, description="target tokens as text, e.g. ' Mary'")
+    distractors: list[str] = Field(default_factory=list)
+    position: int = -1
+    reference_prompt: NonNegInt = 0
+
+
+class TraceSpec(Strict):
+    """Attribute one node instead of the loss: a neuron's or latent's pre-activation (``pre``); a
+    head's attention logit through its query (``q``), key (``k``) or both (``qk``); or a head's write
+    through its value (``v``), projected on ``downstream``'s gradient (the loss when None)."""
+
+    node: NodeRef
+    through: TraceThrough = "pre"
+    downstream: NodeRef | None = None
+
+
+class AttributionRequest(Strict):
+    prompts: list[PromptSpec] = Field(min_length=1)
+    loss: LossSpec
+    mlp: MlpSide = "neurons"
+    attention: AttnSide = "heads"
+    trace: TraceSpec | None = None
+    top_k: int = Field(default=20, ge=1)
+    alignment: Alignment = "end"
+    positions: list[list[int]] | None = Field(
+        default=None, description="explicit alignment: positions[i][j] is prompt i's position for shared slot j")
+
+
+class NodeValues(Strict):
+    activation: float
+    write_magnitude: float
+    direct_effect: float
+    total_effect: float
+    attention_prob: float | None = None
+
+
+class NodeRow(Strict):
+    """One node of the table, with its values on each prompt (None where the node does not exist)."""
+
+    key: str
+    kind: NodeKind
+    layer: int | None
+    index: int
+    sae: str | None = None
+    positions: list[int | None]
+    key_positions: list[int | None] | None = None
+    values: list[NodeValues | None]
+
+
+class TokenPrediction(Strict):
+    token: str
+    token_id: int
+    logit: float
+    prob: float
+    rank: int
+
+
+class TokenSummary(Strict):
+    """Per-token sums of estimated total effects (and direct effects) by component type."""
+
+    token: str
+    embeddings: float
+    mlp: float
+    attention_by_query: float
+    attention_by_key: float
+    direct_embeddings: float
+    direct_mlp: float
+    direct_attention_by_query: float
+    direct_attention_by_key: float
+
+
+class PromptResult(Strict):
+    tokens: list[str]
+    token_ids: list[int]
+    loss: float
+    loss_position: int
+    top_predictions: list[TokenPrediction]
+    bottom_predictions: list[TokenPrediction]
+    target_predictions: list[TokenPrediction]
+    token_summaries: list[TokenSummary]
+    bias_direct_effect: float = Field(description="direct effect of every bias, SAE b_dec and the final LN bias")
+
+
+class AttributionResult(Strict):
+    explained: str = Field(description="what the table attributes: the loss, or the traced node")
+    prompts: list[PromptResult]
+    nodes: list[NodeRow]
