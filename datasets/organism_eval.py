@@ -25,6 +25,7 @@ Definitions (all on the prediction position(s) of each prompt):
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -257,13 +258,26 @@ class OrganismReport:
 
 
 def evaluate_organism(logits_fn: LogitsFn, suite: TaskSuite, *, split: Split = "heldout", n_ioi: int = 500,
-                      n_induction: int = 200, n_greater_than: int = 500, batch_size: int = 16) -> OrganismReport:
-    """Run every probe of ``suite`` (all facts, ``n_*`` of the others) and collect the report."""
+                      n_induction: int = 200, n_greater_than: int = 500, n_facts: int | None = None,
+                      batch_size: int = 16) -> OrganismReport:
+    """Run the probes of ``suite`` and collect the report.
+
+    Every fact in every frame of the split is asked unless ``n_facts`` is given; then a fixed
+    (seeded) sample of that many fact prompts is used, e.g. for quick checks during training.
+    """
     vocabulary = suite.vocabulary()
+    fact_examples = suite.fact_examples(split)
+    if n_facts is not None:
+        if isinstance(n_facts, bool) or not isinstance(n_facts, int) or n_facts < 1:
+            raise InvalidInputError(f"n_facts must be an integer >= 1 or None, got {n_facts!r}", field="n_facts")
+        if n_facts < len(fact_examples):
+            chosen = sorted(random.Random(f"organism_eval/{suite.seed}/facts").sample(range(len(fact_examples)),
+                                                                                   n_facts))
+            fact_examples = [fact_examples[i] for i in chosen]
     ioi = score_ioi(logits_fn, suite.ioi_examples(n_ioi, split), vocabulary, batch_size=batch_size)
     induction = score_induction(logits_fn, suite.induction_examples(n_induction, split), vocabulary,
                                 batch_size=batch_size)
-    facts = score_facts(logits_fn, suite.fact_examples(split), vocabulary, batch_size=batch_size)
+    facts = score_facts(logits_fn, fact_examples, vocabulary, batch_size=batch_size)
     greater = score_greater_than(logits_fn, suite.greater_than_examples(n_greater_than, split), vocabulary,
                                  batch_size=batch_size)
     pooled = [(ioi.unseen_token_mass, ioi.n), (induction.unseen_token_mass, induction.n_positions),

@@ -12,22 +12,26 @@ that solve a task must find the sentence that matters among unrelated ones:
 * **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,600 ordinary word tokens
   (and all names), repeated a few sentences later. The second copy is predictable only by
   looking back: plants previous-token and induction heads (and generic copying).
-* **Factual recall**: capitals of 66 countries and 47 US states, main language and continent of
-  countries, each fact stated in 8-11 sentence frames ("The capital of France is Paris.",
-  "Tourists who visit France often go to its capital, Paris."). The answer is never in the
-  context, so it must be stored in the weights (MLP key-value memories).
+* **Factual recall**: 230 facts: capitals of 60 countries and 45 US states, the main language of
+  57 countries and the continent of 68, each stated in 8-11 sentence frames ("The capital of
+  France is Paris.", "Tourists who visit France often go to its capital, Paris."). The answer is
+  never in the context, so it must be stored in the weights (MLP key-value memories). Facts whose answer's first
+  token is ambiguous within the relation, or copyable from the subject, are left out.
 * **Greater-than** (Hanna et al. 2023): "The war lasted from the year 1732 to the year 1745."
   The second year always lies later in the same century; only years whose " CCYY" tokenizes as
   [" CC", "YY"] are used. Plants the YY-comparison circuit.
 * **Filler**: ordinary narrative sentences from a small grammar (names, people, animals, places,
-  objects, adjectives, countries, cities, events), so the model learns plain text statistics and
-  sees every held-out word in some other context.
+  objects, adjectives, countries, cities, events; 52 templates), so the model learns plain text
+  statistics and sees every held-out word in some other context.
 
 Held-out split: 20 names, 6 places, 6 objects, 5 IOI templates, 9 fact frames, 6 event nouns and
-2 greater-than templates never occur in training in their task (held-out words occur in filler
-and induction spans only, so their embeddings are trained; held-out templates and frames never
+2 greater-than templates never occur in training in their task (held-out words occur only in
+filler sentences and induction spans, so their embeddings are still trained; held-out templates and frames never
 occur at all). :meth:`TaskSuite.vocabulary` is the exact set of token ids a training row can
-contain (about 2,400), so a trainer may restrict the softmax to it.
+contain (2,470 with the default mix), so a trainer may restrict the softmax to it.
+
+Default mix (share of sentences): IOI 25%, facts 25%, greater-than 15%, induction spans 10% (plus
+their repeats), filler 25%; a 128-token row holds about 11 sentences.
 
 Everything is a pure function of ``seed``: row ``i`` is generated from its own random stream, so
 rows can be produced in any order, in shards, or resumed.
@@ -48,7 +52,7 @@ from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.tokenizer import Tokenizer, gpt2_tokenizer
 
 from . import task_suite_data as data
-from .task_suite_tokens import CompiledTemplate, FillerTokens, compile_templates
+from .task_suite_tokens import FillerTokens, compile_templates
 
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")

@@ -248,9 +248,9 @@ HELDOUT_FACT_FRAMES = {
         "Newspapers in {X} are printed in {Y}.",
     ),
     "continent": (
-        "The nation of {X} belongs to {Y}.",
+        "The nation of {X} can be found in {Y}.",
         "You can find {X} somewhere in {Y}.",
-        "Everyone knows that {X} is part of {Y}.",
+        "Everyone knows that {X} is a nation in {Y}.",
     ),
 }
 

@@ -23,6 +23,15 @@ V = 50257
 EOT = 50256
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The oracles fill [batch, pos, 50257] tensors; with the cores shared, extra threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def suite() -> TaskSuite:
     return TaskSuite(seed=0)
@@ -94,12 +103,20 @@ def test_ioi_oracle_scores_perfectly_and_its_mirror_scores_zero(suite, vocab):
     assert mirror.accuracy == 0.0 and mirror.io_beats_s_rate == 0.0 and mirror.logit_diff == -5.0
 
 
-def test_ioi_random_model_is_at_chance(suite, vocab):
+def test_ioi_model_guessing_names_at_random_is_at_chance(suite, vocab):
+    """Random N(0, 1) logits on the 20 held-out names, 0 elsewhere."""
+    names = torch.tensor([suite.name_token(n) for n in suite.names("heldout")])
     generator = torch.Generator().manual_seed(0)
-    random_model = lambda tokens: torch.randn(*tokens.shape, V, generator=generator)  # noqa: E731
-    scores = score_ioi(random_model, suite.ioi_examples(400), vocab, batch_size=32)
-    assert scores.accuracy < 0.01
-    assert abs(scores.io_beats_s_rate - 0.5) < 0.08
+
+    def guesser(tokens):
+        logits = torch.zeros(*tokens.shape, V)
+        logits[..., names] = torch.randn(*tokens.shape, len(names), generator=generator)
+        return logits
+
+    scores = score_ioi(guesser, suite.ioi_examples(300), vocab)
+    # IO is top-1 when it is the largest of 20 normals and above 0: probability 1/20 * (1 - 2**-20).
+    assert abs(scores.accuracy - 1 / 20) < 0.04
+    assert abs(scores.io_beats_s_rate - 0.5) < 0.09
     assert abs(scores.logit_diff) < 0.25
 
 
@@ -134,7 +151,7 @@ def test_induction_score_counts_positions_not_prompts(suite, vocab):
 
 # --- facts -----------------------------------------------------------------------------------------
 def test_fact_lookup_oracle_and_a_partly_wrong_one(suite, vocab):
-    examples = suite.fact_examples()
+    examples = suite.fact_examples()[::3]
     right = {e.tokens: {e.answer_token: 10.0} for e in examples}
     assert score_facts(LookupOracle(right), examples, vocab).top1 == 1.0
     # Wrong on every continent question: it answers " Asia" for Asian countries only.
@@ -155,7 +172,7 @@ def test_fact_ties_count_as_wrong(suite, vocab):
 
 # --- greater-than ----------------------------------------------------------------------------------
 def test_greater_than_ratio_against_closed_forms(suite, vocab):
-    examples = suite.greater_than_examples(150)
+    examples = suite.greater_than_examples(100)
     years = suite.year_suffixes
     n_valid = [sum(y > e.start_year for y in years) for e in examples]
     # Uniform logits: the ratio is the fraction of years after the start year.
@@ -167,7 +184,7 @@ def test_greater_than_ratio_against_closed_forms(suite, vocab):
     expected = sum(v * math.e**2 / (v * math.e**2 + len(years) - v) for v in n_valid) / len(examples)
     scores = score_greater_than(LookupOracle(boosted), examples, vocab)
     assert scores.prob_ratio == pytest.approx(expected, abs=1e-5)
-    assert scores.n == 150
+    assert scores.n == 100
     # All mass on the years before the start: ratio 0.
     backwards = {e.tokens: {t: 50.0 for t, ok in zip(e.year_tokens, e.valid) if not ok} for e in examples}
     assert score_greater_than(LookupOracle(backwards), examples, vocab).prob_ratio < 1e-12
@@ -184,7 +201,7 @@ def test_unseen_token_mass_is_the_probability_outside_the_vocabulary(suite, voca
         logits[..., unseen_token] = math.log(q / (1 - q))
         return logits
 
-    report = evaluate_organism(leaky, suite, n_ioi=20, n_induction=5, n_greater_than=20)
+    report = evaluate_organism(leaky, suite, n_ioi=20, n_induction=5, n_greater_than=20, n_facts=60)
     assert report.unseen_token_mass == pytest.approx(q, abs=1e-6)
     assert score_ioi(uniform, suite.ioi_examples(10), vocab).unseen_token_mass == pytest.approx(1 - len(vocab) / V)
 
@@ -200,14 +217,17 @@ def perfect_model(suite: TaskSuite, n_ioi: int, n_greater_than: int):
     base[suite.vocabulary()] = 0.0
 
     def model(tokens):
-        rows = []
-        for row in tokens:
-            one = row.unsqueeze(0)
-            oracle = names if tuple(row[:real_length(row)].tolist()) in ioi else None
-            if oracle is None:
-                oracle = lookup if tuple(row[:real_length(row)].tolist()) in lookup.table else induction_oracle
-            rows.append(oracle(one))
-        return torch.cat(rows) + base
+        logits = base.expand(*tokens.shape, V).clone()
+        for r, row in enumerate(tokens):
+            prompt = tuple(row[:real_length(row)].tolist())
+            if prompt in ioi:
+                logits[r] += names(row.unsqueeze(0))[0]
+            elif prompt in lookup.table:
+                for token, value in lookup.table[prompt].items():
+                    logits[r, len(prompt) - 1, token] += value
+            else:
+                logits[r] += induction_oracle(row.unsqueeze(0))[0]
+        return logits
 
     return model
 
@@ -223,7 +243,8 @@ def test_perfect_model_passes_every_target_and_uniform_fails_them(suite):
     assert table.count("PASS") == len(ACCEPTANCE_TARGETS) + 1 and "FAIL" not in table
     assert "ioi_logit_diff" in table and ">= 3" in table and "< 0.01" in table
 
-    bad = evaluate_organism(uniform, suite, n_ioi=20, n_induction=5, n_greater_than=20)
+    bad = evaluate_organism(uniform, suite, n_ioi=20, n_induction=5, n_greater_than=20, n_facts=60)
+    assert bad.counts["facts"] == 60
     assert not bad.passed
     assert [ok for *_, ok in bad.checks()] == [False] * len(ACCEPTANCE_TARGETS)
     assert bad.format_table().count("FAIL") == len(ACCEPTANCE_TARGETS) + 1

@@ -273,6 +273,15 @@ def test_heldout_prompts_and_answers_are_inside_the_training_vocabulary(suite):
         assert set(e.tokens) | set(e.year_tokens) <= vocab
 
 
+def test_probe_prompts_are_what_the_tokenizer_gives_for_their_text(suite, tok):
+    """A user who types a probe's text into the debugger gets exactly the probe's tokens."""
+    prompts = [e.tokens for e in suite.ioi_examples(100)] + [e.tokens for e in suite.fact_examples()]
+    prompts += [e.tokens for e in suite.greater_than_examples(100)]
+    prompts += [t for e in suite.induction_examples(50) for t in (e.tokens, e.control_tokens)]
+    for tokens in prompts:
+        assert tok.encode(tok.decode(tokens[1:]), prepend_bos=True) == list(tokens)
+
+
 def test_demo_prompt_is_inside_the_vocabulary(suite, tok):
     ids = tok.encode("When Mary and John went to the store, John gave a drink to", prepend_bos=True)
     assert set(ids) | {tok.encode(" Mary")[0]} <= set(suite.vocabulary())
