@@ -28,7 +28,7 @@ from mechscope.inference.hooks import HookContext
 from .errors import RequestError
 from .explained import Explained, logit_diff_constant, loss_explained, trace_explained
 from .node_interventions import compile_interventions, validate_node
-from .prompts import PreparedPrompts, check_loss, prepare_prompts
+from .prompts import PreparedPrompts, check_loss, prepare_prompts, single_token_ids
 from .schemas import (AttributionRequest, AttributionResult, NodeRow, NodeValues, PromptResult, TokenPrediction,
                       TokenSummary)
 
@@ -378,8 +378,21 @@ def predictions(logits_row: torch.Tensor, k: int = 10, extra: list[int] = ()) ->
     return ([pred(int(t)) for t in order[:k]], [pred(int(t)) for t in order[-k:].flip(0)], [pred(t) for t in extra])
 
 
-# --- entry point --------------------------------------------------------------------------------
-def attribute(engine, request: AttributionRequest) -> AttributionResult:
+# --- entry points -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class NodeTensors:
+    """Everything one attribution pass computes, before top-k selection."""
+
+    prepared: PreparedPrompts
+    explained: Explained
+    logits: torch.Tensor          # [batch, width, vocab]
+    scalars: torch.Tensor         # [batch]: the explained scalar per prompt
+    blocks: list[Block]
+    bias_direct: torch.Tensor     # [batch]: direct effect of every bias (and the final LN bias)
+    loss_positions: list[int]
+
+
+def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
     model = engine.model
     prepared = prepare_prompts(request.prompts, model.cfg.n_positions, request.alignment, request.positions)
     check_loss(request.loss, prepared.batch)
@@ -410,24 +423,27 @@ def attribute(engine, request: AttributionRequest) -> AttributionResult:
     blocks, bias_direct = _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan)
     if request.trace is None:
         bias_direct = bias_direct + logit_diff_constant(model, request.loss)
-    selected = _select(blocks, prepared, request.top_k)
-    rows = _rows(blocks, prepared, selected)
-    extra = []
+    return NodeTensors(prepared, explained, logits, scalars, blocks, bias_direct, loss_expl.positions)
+
+
+def attribute(engine, request: AttributionRequest) -> AttributionResult:
+    t = compute_node_tensors(engine, request)
+    prepared = t.prepared
+    rows = _rows(t.blocks, prepared, _select(t.blocks, prepared, request.top_k))
+    extra: list[int] = []
     if request.loss.kind in ("logit_diff", "log_prob"):
-        from .prompts import single_token_ids
         extra = single_token_ids(request.loss.targets, "loss.targets")
         if request.loss.kind == "logit_diff":
             extra += single_token_ids(request.loss.distractors, "loss.distractors")
     results = []
     for i in range(prepared.batch):
-        pos = loss_expl.positions[i]
-        top, bottom, targets = predictions(logits[i, pos], extra=extra)
+        top, bottom, targets = predictions(t.logits[i, t.loss_positions[i]], extra=extra)
         results.append(PromptResult(
-            tokens=[gpt2_token(t) for t in prepared.token_ids[i]], token_ids=prepared.token_ids[i],
-            loss=float(scalars[i]), loss_position=explained.positions[i], top_predictions=top,
+            tokens=[gpt2_token(x) for x in prepared.token_ids[i]], token_ids=prepared.token_ids[i],
+            loss=float(t.scalars[i]), loss_position=t.explained.positions[i], top_predictions=top,
             bottom_predictions=bottom, target_predictions=targets,
-            token_summaries=_token_summaries(blocks, prepared, i), bias_direct_effect=float(bias_direct[i])))
-    return AttributionResult(explained=explained.description, prompts=results, nodes=rows)
+            token_summaries=_token_summaries(t.blocks, prepared, i), bias_direct_effect=float(t.bias_direct[i])))
+    return AttributionResult(explained=t.explained.description, prompts=results, nodes=rows)
 
 
 def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
