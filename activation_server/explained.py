@@ -80,38 +80,43 @@ def _resolve_node_positions(prepared: PreparedPrompts, node: NodeRef, field: str
 
 
 # --- the loss -----------------------------------------------------------------------------------
-def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
-    n = model.cfg.n_layer
-    positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
-    rows = torch.arange(prepared.batch)
-    pos = torch.tensor(positions)
+def loss_scalar(loss: LossSpec, positions: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """``fn(logits) -> [batch]`` computing the loss of each row at ``positions`` (a [batch] tensor, or
+    a 0-d tensor for the same position in every row), and a description."""
+    def at(logits: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(logits.shape[0])
+        return logits[rows, positions.expand(logits.shape[0])]
+
     if loss.kind == "logit_diff":
         targets = single_token_ids(loss.targets, "loss.targets")
         distractors = single_token_ids(loss.distractors, "loss.distractors")
 
-        def scalar(captured, logits):
-            at = logits[rows, pos]
-            return at[:, targets].mean(-1) - at[:, distractors].mean(-1)
-        what = f"logit diff mean{loss.targets} - mean{loss.distractors}"
-    elif loss.kind == "log_prob":
+        def fn(logits):
+            a = at(logits)
+            return a[:, targets].mean(-1) - a[:, distractors].mean(-1)
+        return fn, f"logit diff mean{loss.targets} - mean{loss.distractors}"
+    if loss.kind == "log_prob":
         targets = single_token_ids(loss.targets, "loss.targets")
+        return (lambda logits: at(logits).log_softmax(-1)[:, targets].logsumexp(-1)), \
+            f"log P(next token in {loss.targets})"
+    ref = loss.reference_prompt
 
-        def scalar(captured, logits):
-            return logits[rows, pos].log_softmax(-1)[:, targets].logsumexp(-1)
-        what = f"log P(next token in {loss.targets})"
-    else:
-        ref = loss.reference_prompt
+    def kl(logits):
+        logp = at(logits).log_softmax(-1)
+        p_ref = logp[ref].detach()
+        return (p_ref.exp() * (p_ref - logp)).sum(-1)
+    return kl, f"KL(prompt {ref} || prompt) of the next-token distribution"
 
-        def scalar(captured, logits):
-            logp = logits[rows, pos].log_softmax(-1)
-            p_ref = logp[ref].detach().exp()
-            return (p_ref * (logp[ref].detach() - logp)).sum(-1)
-        what = f"KL(prompt {ref} || prompt) of the next-token distribution"
+
+def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
+    n = model.cfg.n_layer
+    positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
+    fn, what = loss_scalar(loss, torch.tensor(positions))
     return Explained(
         description=f"loss: {what} at position {loss.position}",
         hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
-        scalar=scalar, positions=positions,
+        scalar=lambda captured, logits: fn(logits), positions=positions,
     )
 
 

@@ -167,3 +167,52 @@ class AttributionResult(Strict):
     explained: str = Field(description="what the table attributes: the loss, or the traced node")
     prompts: list[PromptResult]
     nodes: list[NodeRow]
+
+
+# --- patching --------------------------------------------------------------------------------------
+SweepKind = Literal["heads", "heads_by_position", "resid_pre", "attn_out", "mlp_out"]
+
+
+class PatchingSweepRequest(Strict):
+    """Patch each component (or component × position) from the clean prompt into the corrupted one
+    (denoising) and report how much of the clean loss it restores:
+    ``(loss_patched - loss_corrupted) / (loss_clean - loss_corrupted)``. Both prompts must have the
+    same number of tokens (positions correspond one to one)."""
+
+    clean: str = Field(min_length=1)
+    corrupted: str = Field(min_length=1)
+    loss: LossSpec
+    kind: SweepKind = "heads"
+    prepend_bos: bool = False
+
+
+class PatchingSweepResult(Strict):
+    kind: SweepKind
+    axes: list[str] = Field(description="names of the axes of `values`, e.g. ['layer', 'head']")
+    values: list = Field(description="nested lists: normalised restored loss per cell")
+    raw_loss: list = Field(description="nested lists: the loss of each patched run")
+    clean_loss: float
+    corrupted_loss: float
+    tokens: list[str]
+
+
+class PathPatchingRequest(Strict):
+    """Exact path patching (Wang et al., 2022): the effect of sender heads on the loss *only through*
+    the receiver heads' query, key and/or value inputs. Senders take their corrupted-run output;
+    every other head is frozen to its clean output while the receivers' inputs are recomputed."""
+
+    clean: str = Field(min_length=1)
+    corrupted: str = Field(min_length=1)
+    loss: LossSpec
+    senders: list[tuple[NonNegInt, NonNegInt]] = Field(min_length=1, description="(layer, head) pairs")
+    receivers: list[tuple[NonNegInt, NonNegInt]] = Field(default_factory=list,
+                                                         description="(layer, head) pairs; empty = straight to the logits")
+    receiver_inputs: list[Literal["q", "k", "v"]] = Field(default_factory=lambda: ["q", "k", "v"])
+    prepend_bos: bool = False
+
+
+class PathPatchingResult(Strict):
+    clean_loss: float
+    corrupted_loss: float
+    patched_loss: float
+    restored_fraction: float = Field(description="(patched - clean) / (corrupted - clean): 1 = senders' full effect")

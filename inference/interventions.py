@@ -187,3 +187,31 @@ class AddVector(Intervention):
         if self.vector is None:
             raise InvalidInputError("AddVector needs a vector", field="vector")
         return x + self.scale * self.vector.to(x.device, x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedPatch(Intervention):
+    """Replace the activation with ``source`` wherever the boolean ``mask`` is set (both broadcastable
+    to the activation, aligned with its positions). One of these does the work of many
+    :class:`Patch` es, e.g. a patching sweep with one patched cell per batch row."""
+
+    mask: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+
+    def selection_mask(self, x, ctx):
+        if self.mask is None:
+            raise InvalidInputError("MaskedPatch needs a mask", field="mask")
+        return _pos_window_mask(self.mask.to(x.device), x, ctx, self.hook_name)
+
+    def new_value(self, x, ctx):
+        if self.source is None:
+            raise InvalidInputError("MaskedPatch needs a source", field="source")
+        return _pos_window_mask(self.source.to(x.device), x, ctx, self.hook_name)
+
+
+def _pos_window_mask(t: torch.Tensor, x: torch.Tensor, ctx: HookContext, hook: str) -> torch.Tensor:
+    axes = hook_axes(hook)
+    axis = axes.index("pos") if "pos" in axes else axes.index("query") if "query" in axes else None
+    if axis is not None and t.dim() == x.dim() and t.shape[axis] != x.shape[axis]:
+        t = t.narrow(axis, ctx.pos_offset, x.shape[axis])
+    return t

@@ -1,0 +1,124 @@
+"""Activation patching: batched sweeps over components and positions, and exact path patching.
+
+Sweeps put one patched run per batch row (each row its own ``Patch`` intervention), in chunks, so
+a whole layer × head grid costs a few batched forwards instead of one forward per cell.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mechscope.inference import MaskedPatch, Patch
+
+from .errors import RequestError
+from .explained import loss_scalar
+from .prompts import prepare_prompts
+from .schemas import (LossSpec, PathPatchingRequest, PathPatchingResult, PatchingSweepRequest, PatchingSweepResult,
+                      PromptSpec)
+
+CHUNK_ROWS = 64
+
+
+def _loss_fn(model, loss: LossSpec, prepared):
+    """Loss of each row of a batch of copies of one prompt (a real run: no frozen LayerNorm)."""
+    pos = prepared.resolve_position(0, loss.position, "loss.position")
+    return loss_scalar(loss, torch.tensor(pos))[0]
+
+
+def _pair(model, clean: str, corrupted: str, loss: LossSpec, prepend_bos: bool):
+    prepared = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos),
+                                PromptSpec(text=corrupted, prepend_bos=prepend_bos)], model.cfg.n_positions)
+    if prepared.lengths[0] != prepared.lengths[1]:
+        raise RequestError(f"clean and corrupted prompts must have the same number of tokens "
+                           f"({prepared.lengths[0]} vs {prepared.lengths[1]})", field="corrupted")
+    if loss.kind == "kl":
+        raise RequestError("patching measures logit_diff or log_prob losses", field="loss.kind")
+    clean_p = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos)], model.cfg.n_positions)
+    return prepared, clean_p
+
+
+SWEEP_HOOKS = {"heads": "attn.hook_z", "heads_by_position": "attn.hook_z", "resid_pre": "hook_resid_pre",
+               "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out"}
+
+
+@torch.no_grad()
+def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
+    prepared, clean_p = _pair(model, request.clean, request.corrupted, request.loss, request.prepend_bos)
+    loss_fn = _loss_fn(model, request.loss, clean_p)
+    cfg = model.cfg
+    n_pos = prepared.lengths[0]
+    suffix = SWEEP_HOOKS[request.kind]
+    names = [f"blocks.{layer}.{suffix}" for layer in range(cfg.n_layer)]
+    logits, cache = model.run_with_cache(prepared.tokens, names=names)
+    clean_loss, corrupted_loss = (float(x) for x in loss_fn(logits))
+    if request.kind == "heads":
+        cells = [(layer, {"head": h}) for layer in range(cfg.n_layer) for h in range(cfg.n_head)]
+        shape, axes = (cfg.n_layer, cfg.n_head), ["layer", "head"]
+    elif request.kind == "heads_by_position":
+        cells = [(layer, {"head": h, "pos": p}) for layer in range(cfg.n_layer) for h in range(cfg.n_head)
+                 for p in range(n_pos)]
+        shape, axes = (cfg.n_layer, cfg.n_head, n_pos), ["layer", "head", "position"]
+    else:
+        cells = [(layer, {"pos": p}) for layer in range(cfg.n_layer) for p in range(n_pos)]
+        shape, axes = (cfg.n_layer, n_pos), ["layer", "position"]
+    corrupted_tokens = prepared.tokens[1:2]
+    losses = []
+    for start in range(0, len(cells), CHUNK_ROWS):
+        chunk = cells[start:start + CHUNK_ROWS]
+        masks: dict[int, torch.Tensor] = {}
+        for row, (layer, sel) in enumerate(chunk):  # one mask per layer, one patched cell per row
+            act = cache[names[layer]]
+            mask = masks.setdefault(layer, torch.zeros((len(chunk), *act.shape[1:]), dtype=torch.bool))
+            mask[(row, sel.get("pos", slice(None))) + ((sel["head"],) if "head" in sel else ())] = True
+        interventions = [MaskedPatch(names[layer], mask=mask, source=cache[names[layer]][0:1])
+                         for layer, mask in masks.items()]
+        out = model(corrupted_tokens.expand(len(chunk), -1), interventions=interventions)
+        losses.append(loss_fn(out))
+    raw = torch.cat(losses).reshape(shape)
+    denom = clean_loss - corrupted_loss
+    norm = (raw - corrupted_loss) / denom if abs(denom) > 1e-9 else torch.full_like(raw, float("nan"))
+    from .attribution import gpt2_token
+    return PatchingSweepResult(kind=request.kind, axes=axes, values=norm.tolist(), raw_loss=raw.tolist(),
+                               clean_loss=clean_loss, corrupted_loss=corrupted_loss,
+                               tokens=[gpt2_token(t) for t in prepared.token_ids[0]])
+
+
+@torch.no_grad()
+def path_patching(model, request: PathPatchingRequest) -> PathPatchingResult:
+    cfg = model.cfg
+    for name, heads in (("senders", request.senders), ("receivers", request.receivers)):
+        for i, (layer, head) in enumerate(heads):
+            if layer >= cfg.n_layer or head >= cfg.n_head:
+                raise RequestError(f"head ({layer}, {head}) does not exist", field=f"{name}[{i}]")
+    if request.receivers and min(l for l, _ in request.receivers) <= min(l for l, _ in request.senders):
+        raise RequestError("every receiver must come after the earliest sender", field="receivers")
+    prepared, clean_p = _pair(model, request.clean, request.corrupted, request.loss, request.prepend_bos)
+    loss_fn = _loss_fn(model, request.loss, clean_p)
+    z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layer)]
+    logits, cache = model.run_with_cache(prepared.tokens, names=z_names)
+    clean_loss, corrupted_loss = (float(x) for x in loss_fn(logits))
+    clean_tokens = prepared.tokens[0:1]
+    senders = set(map(tuple, request.senders))
+
+    # 1. Senders take their corrupted output; every other head is frozen to its clean output.
+    frozen = []
+    for layer in range(cfg.n_layer):
+        z_clean, z_corr = cache[z_names[layer]][0:1], cache[z_names[layer]][1:2]
+        mixed = z_clean.clone()
+        for (l, h) in senders:
+            if l == layer:
+                mixed[:, :, h] = z_corr[:, :, h]
+        frozen.append(Patch(z_names[layer], source=mixed))
+    if not request.receivers:  # senders straight to the logits: nothing downstream recomputed
+        patched = float(loss_fn(model(clean_tokens, interventions=frozen))[0])
+    else:
+        # 2. Recompute the receivers' inputs under that run (MLPs recompute; heads stay frozen).
+        input_names = {f"blocks.{l}.hook_{w}_input" for l, _ in request.receivers for w in request.receiver_inputs}
+        _, inputs = model.run_with_cache(clean_tokens, names=sorted(input_names), interventions=frozen)
+        # 3. Clean run with only the receivers' chosen inputs patched.
+        patches = [Patch(f"blocks.{l}.hook_{w}_input", head=h, source=inputs[f"blocks.{l}.hook_{w}_input"])
+                   for l, h in request.receivers for w in request.receiver_inputs]
+        patched = float(loss_fn(model(clean_tokens, interventions=patches))[0])
+    denom = corrupted_loss - clean_loss
+    return PathPatchingResult(clean_loss=clean_loss, corrupted_loss=corrupted_loss, patched_loss=patched,
+                              restored_fraction=(patched - clean_loss) / denom if abs(denom) > 1e-9 else float("nan"))
