@@ -216,3 +216,38 @@ class PathPatchingResult(Strict):
     corrupted_loss: float
     patched_loss: float
     restored_fraction: float = Field(description="(patched - clean) / (corrupted - clean): 1 = senders' full effect")
+
+
+# --- lenses ------------------------------------------------------------------------------------------
+class LogitLensRequest(Strict):
+    prompt: str = Field(min_length=1)
+    position: int = -1
+    targets: list[str] = Field(default_factory=list, description="tokens whose probability is tracked per layer")
+    top_k: int = Field(default=10, ge=1)
+    prepend_bos: bool = False
+
+
+class LensLayer(Strict):
+    point: str = Field(description="hook point read, e.g. blocks.2.hook_resid_pre")
+    top_tokens: list[TokenPrediction]
+    target_probs: list[float]
+
+
+class LogitLensResult(Strict):
+    tokens: list[str]
+    position: int
+    layers: list[LensLayer]
+
+
+class TokenEffect(Strict):
+    token: str
+    token_id: int
+    value: float
+
+
+class WriteTokensResult(Strict):
+    """Tokens a component's write direction promotes and suppresses (through the final LayerNorm's
+    weight and the unembedding; the direction is that of a unit activation)."""
+
+    promoted: list[TokenEffect]
+    suppressed: list[TokenEffect]

@@ -8,9 +8,10 @@ the padding. Calls run under ``torch.no_grad()``.
 
 Definitions (all on the prediction position(s) of each prompt):
 
-* ``ioi_accuracy``: fraction of IOI prompts whose IO token has a strictly higher logit than every
-  other token (top-1 over the whole vocabulary; ties count as wrong). ``ioi_io_beats_s_rate`` is
-  the weaker "logit IO > logit S". ``ioi_logit_diff``: mean of logit(IO) - logit(S).
+* ``ioi_io_beats_s_rate``: fraction of IOI prompts with logit(IO) > logit(S) — the acceptance
+  figure ("accuracy" in the IOI paper's sense). ``ioi_accuracy`` is the stricter top-1 over the
+  whole vocabulary (ties count as wrong), reported for information. ``ioi_logit_diff``: mean of
+  logit(IO) - logit(S).
 * ``induction_top1``: top-1 accuracy on the second occurrence of a random span, at every position
   from its first token to its second-to-last (predicting tokens 2..L of the repeat).
   ``induction_top1_unrepeated``: the same positions and targets on the control prompts whose first
@@ -41,7 +42,7 @@ PAD_TOKEN = 50256  # <|endoftext|>
 
 # metric -> (comparison, target)
 ACCEPTANCE_TARGETS: dict[str, tuple[str, float]] = {
-    "ioi_accuracy": (">=", 0.95),
+    "ioi_io_beats_s_rate": (">=", 0.95),
     "ioi_logit_diff": (">=", 3.0),
     "induction_top1": (">=", 0.90),
     "fact_top1": (">=", 0.95),
@@ -241,7 +242,7 @@ class OrganismReport:
     def format_table(self) -> str:
         rows = [(name, f"{value:.4f}", f"{op} {target:g}", "PASS" if ok else "FAIL")
                 for name, value, op, target, ok in self.checks()]
-        rows.append(("ioi_io_beats_s_rate", f"{self.ioi_io_beats_s_rate:.4f}", "", "info"))
+        rows.append(("ioi_accuracy (strict top-1)", f"{self.ioi_accuracy:.4f}", "", "info"))
         rows.append(("induction_top1_unrepeated", f"{self.induction_top1_unrepeated:.4f}", "~ chance", "info"))
         for relation, value in sorted(self.fact_top1_by_relation.items()):
             rows.append((f"fact_top1[{relation}]", f"{value:.4f}", "", "info"))

@@ -73,10 +73,10 @@ class TaskMix:
     """
 
     ioi: float = 0.25
-    fact: float = 0.25
-    greater_than: float = 0.15
-    induction: float = 0.10
-    filler: float = 0.25
+    fact: float = 0.20
+    greater_than: float = 0.10
+    induction: float = 0.25
+    filler: float = 0.20
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -305,7 +305,7 @@ class TaskSuite:
                 for p in pending:
                     p[0] -= 1
                 if kind == "induction":
-                    pending.append([rng.randint(0, 2), sentence.tokens])
+                    pending.append([rng.randint(0, 1), sentence.tokens])
             sentences.append(sentence)
             length += len(sentence.tokens)
         return sentences

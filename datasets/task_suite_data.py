@@ -28,6 +28,15 @@ TRAIN_NAMES = (
     "Amy", "Helen", "Nicole", "Katherine", "Rachel", "Catherine", "Maria", "Heather", "Julie",
     "Victoria", "Lauren", "Olivia", "Megan", "Hannah", "Alice", "Julia", "Adam", "Alan", "Carl",
     "Henry", "Arthur", "Jason", "Simon", "Victor",
+    # more names make memorising per-name shortcuts harder than learning to copy any name
+    "Aaron", "Adrian", "Albert", "Alex", "Amber", "Andy", "Angela", "Anne", "Annie", "Ben", "Bob",
+    "Brad", "Brandon", "Brenda", "Bryan", "Caleb", "Carol", "Caroline", "Chris", "Christina",
+    "Christine", "Cindy", "Craig", "Dave", "Dennis", "Derek", "Donald", "Doug", "Douglas", "Dylan",
+    "Ellen", "Eva", "Evan", "Fred", "Gary", "Gavin", "Greg", "Harry", "Holly", "Jake", "Jamie",
+    "Janet", "Jeff", "Jenny", "Jerry", "Jill", "Joan", "Joel", "Joshua", "Joyce", "Judy", "Karl",
+    "Kelly", "Kyle", "Larry", "Lily", "Marcus", "Marie", "Nathan", "Noah", "Roger", "Russell",
+    "Sandra", "Sean", "Seth", "Shane", "Sophia", "Todd", "Tony", "Tyler", "Vincent", "Walter",
+    "Wayne", "Ethan", "Owen", "Liam",
 )
 HELDOUT_NAMES = (
     "Oscar", "Carlos", "Ian", "Neil", "Martin", "Philip", "Bruce", "Keith", "Jane", "Lucy",

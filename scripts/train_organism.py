@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="checkpoints for --resume and the training log")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
     p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=8)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-ctx", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)

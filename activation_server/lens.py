@@ -1,0 +1,64 @@
+"""Logit lens (per layer, through the final LayerNorm) and the tokens a component's write promotes."""
+
+from __future__ import annotations
+
+import torch
+
+from .attribution import gpt2_token, predictions
+from .errors import RequestError
+from .node_interventions import validate_node
+from .prompts import prepare_prompts, single_token_ids
+from .schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, PromptSpec, TokenEffect,
+                      WriteTokensResult)
+
+
+@torch.no_grad()
+def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
+    prepared = prepare_prompts([PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)], model.cfg.n_positions)
+    pos = prepared.resolve_position(0, request.position, "position")
+    targets = single_token_ids(request.targets, "targets")
+    n = model.cfg.n_layer
+    points = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    _, cache = model.run_with_cache(prepared.tokens, names=points)
+    layers = []
+    for point in points:
+        resid = cache[point][0, pos]
+        logits = model.unembed(model.ln_f(resid[None, None], _NoHooks()))[0, 0]
+        top, _, _ = predictions(logits, k=request.top_k)
+        probs = logits.softmax(-1)
+        layers.append(LensLayer(point=point, top_tokens=top, target_probs=[float(probs[t]) for t in targets]))
+    return LogitLensResult(tokens=[gpt2_token(t) for t in prepared.token_ids[0]], position=pos, layers=layers)
+
+
+class _NoHooks:
+    def wants(self, name: str) -> bool:
+        return False
+
+    def __call__(self, name, x):
+        return x
+
+
+def write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:
+    """The residual-stream direction a unit activation of ``node``'s component writes."""
+    validate_node(node, model, saes, "node")
+    if node.kind == "mlp_neuron":
+        return model.h[node.layer].mlp.c_proj.weight[node.index]
+    if node.kind == "sae_latent":
+        sae = saes[node.sae]
+        row = sae.W_dec[node.index]
+        return row @ model.h[node.layer].mlp.c_proj.weight if node.sae.endswith("mlp.hook_post") else row
+    raise RequestError(f"{node.kind} nodes have no fixed write direction (a head's write depends on what it "
+                       "attends to; neurons and latents have one)", field="node.kind")
+
+
+@torch.no_grad()
+def write_tokens(model, saes: dict, node: NodeRef, k: int = 10) -> WriteTokensResult:
+    direction = write_direction(model, saes, node)
+    scores = (direction * model.ln_f.weight) @ model.W_U
+    scores = scores - scores.mean()
+    top, bottom = scores.topk(k), (-scores).topk(k)
+
+    def effects(values, indices, sign):
+        return [TokenEffect(token=gpt2_token(int(i)), token_id=int(i), value=float(sign * v))
+                for v, i in zip(values, indices)]
+    return WriteTokensResult(promoted=effects(top.values, top.indices, 1), suppressed=effects(bottom.values, bottom.indices, -1))
