@@ -251,3 +251,42 @@ class WriteTokensResult(Strict):
 
     promoted: list[TokenEffect]
     suppressed: list[TokenEffect]
+
+
+# --- attribution graph --------------------------------------------------------------------------------
+class GraphRequest(Strict):
+    prompt: str = Field(min_length=1)
+    loss: LossSpec
+    mlp: MlpSide = "neurons"
+    attention: AttnSide = "heads"
+    max_nodes: int = Field(default=24, ge=1, le=200)
+    max_edges: int = Field(default=60, ge=1, le=1000)
+    prepend_bos: bool = False
+
+
+class GraphNode(Strict):
+    id: str
+    kind: Literal["embedding", "attn_head", "mlp_neuron", "sae_latent", "sae_error", "loss"]
+    layer: int | None = Field(description="block index; -1 for embeddings, n_layer for the loss")
+    index: int = 0
+    position: int
+    sae: str | None = None
+    label: str
+    total_effect: float
+
+
+class GraphEdge(Strict):
+    source: str
+    target: str
+    weight: float
+
+
+class GraphResult(Strict):
+    """Nodes and weighted edges. An edge u → v weighs how much u's activation changes v's
+    pre-activation (first order, in the model with LayerNorm scales and attention patterns frozen),
+    times ∂loss/∂(v's pre-activation); edges into the loss are direct effects."""
+
+    loss: float
+    tokens: list[str]
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
