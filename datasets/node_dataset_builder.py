@@ -9,8 +9,9 @@ neuron, attention head and SAE latent, its top examples, samples, statistics and
 What a node's activation is:
 
 * MLP neuron: ``blocks.L.mlp.hook_post`` at each token.
-* SAE latent: ``<point>.hook_sae_acts_post`` at each token (the SAE spliced with its error term, so
-  the model's own activations are unchanged).
+* SAE latent: ``<point>.hook_sae_acts_post`` at each token. Spliced with its error term an SAE
+  leaves the forward pass unchanged, so the builder computes the same latents as ``sae.encode`` of
+  the activation at the hook point, without splicing or decoding.
 * Attention head h: for a (query q, key k) pair, the write norm ``||pattern[q,k] · v[k] @ W_O[h]||``
   (TDB's ``attn_write_norm``) = ``pattern[q,k] · ||v[k] @ W_O[h]||`` since patterns are >= 0; the
   per-key norms come from ``v`` and the Gram matrix ``W_O[h] W_O[h]^T`` (no ``[.., d_model]`` tensor
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -143,6 +143,9 @@ class NodeDatasetBuilder:
             raise InvalidInputError(f"corpus rows have {self.corpus.n_ctx} tokens, more than the model's context of "
                                     f"{model.cfg.n_positions}", field="corpus")
         self.specs = group_specs(model, self.splices, self.config.kinds)
+        # With its error term a spliced SAE leaves the forward pass unchanged, so its latents are
+        # read by encoding the activation at its hook point: no decoding, no splice needed.
+        self._sae_at = {s.hook_point: s.sae for s in self.splices}
         if not self.specs:
             raise InvalidInputError("nothing to build: no node groups for these kinds (SAE latents need saes=...)",
                                     field="kinds")
@@ -226,12 +229,16 @@ class NodeDatasetBuilder:
                 hooks.append((f"blocks.{layer}.attn.hook_v", lambda x, ctx, layer=layer: stash.__setitem__(layer, x)))
                 hooks.append((spec.capture, lambda x, ctx, layer=layer, state=state:
                               self._heads(x, stash.pop(layer), layer, state, tokens, row0, rand)))
+            elif spec.kind == SAE_LATENT:
+                sae = self._sae_at[spec.hook_point]
+                hooks.append((spec.hook_point, lambda x, ctx, state=state, sae=sae:
+                              state.update(sae.encode(x), tokens, row0, rand)))
             else:
                 hooks.append((spec.capture, lambda x, ctx, state=state: state.update(x, tokens, row0, rand)))
-        if not any(s.hook_point and s.hook_point.startswith("ln_final") for s in self.splices):
+        if not any(s.hook_point.startswith("ln_final") for s in self.splices):
             hooks.append(("ln_final.hook_scale", _raise_stop))
         try:
-            self.model(tokens, fwd_hooks=hooks, splices=self.splices)
+            self.model(tokens, fwd_hooks=hooks)
         except _StopForward:
             pass
 
@@ -342,7 +349,7 @@ class NodeDatasetBuilder:
 
     def _encode_group(self, spec: GroupSpec) -> tuple[bytes, bytes]:
         state = self.states[spec.name]
-        t = {k: v.numpy() for k, v in state.t.items()}
+        t = {k: v.numpy() for k, v in state.ordered().items()}
         moments = {k: v.numpy() for k, v in state.moments().items()}
         vectors = self._write_vectors(spec, state)
         effects = None
@@ -412,7 +419,4 @@ def build_node_dataset(model, corpus, store: BlobStore, prefix: str, *, saes: Se
     """
     builder = NodeDatasetBuilder(model, corpus, store, prefix, saes=saes, config=config, model_name=model_name,
                                  progress=progress, on_batch=on_batch)
-    started = time.perf_counter()
-    manifest = builder.run(resume=resume, overwrite=overwrite)
-    del started
-    return manifest
+    return builder.run(resume=resume, overwrite=overwrite)

@@ -132,6 +132,26 @@ def gather_windows(x: torch.Tensor, b: torch.Tensor, start: torch.Tensor, width:
     return x[b.long()[:, None], cols, n.long()[:, None]]
 
 
+def select_slots(old_keys: torch.Tensor, old_rows: torch.Tensor, new_keys: torch.Tensor, new_rows: torch.Tensor, *,
+                 descending: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Merge per unit the kept entries (``old_keys`` [U, S], unordered slots) with a batch's candidates
+    (``new_keys`` [U, B]): the S best keys win, ties going to the lower corpus row (empty slots have
+    row -1 and the worst key). Returns ((unit, slot) of every slot that now holds a batch entry, the
+    batch index of that entry) — only those slots need writing; the other slots keep their entry."""
+    u_count, n_slots = old_keys.shape
+    rows = torch.cat([old_rows, new_rows.expand(u_count, -1)], 1)
+    keys = torch.cat([old_keys.to(new_keys.dtype), new_keys], 1)
+    by_row = torch.sort(rows, dim=1, stable=True).indices
+    by_key = torch.sort(keys.gather(1, by_row), dim=1, descending=descending, stable=True).indices[:, :n_slots]
+    chosen = by_row.gather(1, by_key)  # [U, S] indices into old slots + batch
+    from_batch = chosen >= n_slots
+    kept = torch.zeros(u_count, n_slots + 1, dtype=torch.bool)
+    kept.scatter_(1, torch.where(from_batch, n_slots, chosen), True)
+    free_u, free_s = (~kept[:, :n_slots]).nonzero(as_tuple=True)  # evicted slots, unit-major
+    new_u, new_j = from_batch.nonzero(as_tuple=True)  # entering entries, unit-major: same count per unit
+    return (free_u, free_s), chosen[new_u, new_j] - n_slots
+
+
 class SharedSample:
     """The random-sample rows shared by every node: smallest random priorities win."""
 
@@ -145,25 +165,21 @@ class SharedSample:
             "rand_tok": torch.zeros(r, w, dtype=torch.int32),
         }
 
-    def update(self, tokens: torch.Tensor, row0: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Merge a batch; returns (old-slot index per slot, new slots, their batch rows, their starts)."""
-        r = self.cfg.random_samples
+    def update(self, tokens: torch.Tensor, row0: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Merge a batch; returns the slots that now hold a row of this batch, those batch rows and
+        their window starts (slots are unordered; the priorities say which rows win)."""
         rows = torch.arange(row0, row0 + tokens.shape[0])
         prio = row_uniforms(rows, self.cfg.seed, _SALT_RANDOM_SAMPLE)
-        keys = torch.cat([self.t["rand_prio"], prio])
-        order = torch.sort(keys, stable=True).indices[:r]
-        idx_old = order.clamp(max=r - 1)
-        for name, value in self.t.items():
-            self.t[name] = value[idx_old]
-        slots = (order >= r).nonzero().squeeze(1)
-        b = order[slots] - r
+        slots, new_index = select_slots(self.t["rand_prio"][None], self.t["rand_row"][None], prio[None], rows,
+                                        descending=False)
+        slots, b = slots[1], new_index
         centre = (row_uniforms(rows[b], self.cfg.seed, _SALT_RANDOM_POSITION) * self.n_ctx).long()
         start = window_starts(centre, self.cfg, self.n_ctx)
         self.t["rand_prio"][slots] = prio[b]
         self.t["rand_row"][slots] = rows[b]
         self.t["rand_start"][slots] = start.int()
         self.t["rand_tok"][slots] = gather_windows(tokens, b, start, self.cfg.window).int()
-        return idx_old, slots, b, start
+        return slots, b, start
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.t)
@@ -185,7 +201,8 @@ class GroupState:
         q, s, r, nb = cfg.quantile_bins, cfg.quantile_samples, cfg.random_samples, cfg.histogram_bins
         pairs = lower_triangle_size(w)
         f32, i32, i64, f64 = torch.float32, torch.int32, torch.long, torch.float64
-        t: dict[str, torch.Tensor] = {"calibrated": torch.zeros((), dtype=torch.bool)}
+        t: dict[str, torch.Tensor] = {"calibrated": torch.zeros((), dtype=torch.bool),
+                                      "sparse": torch.zeros((), dtype=torch.bool)}
         for prefix, shape in (("top", (n, k)), ("q", (n * q, s))):
             t[f"{prefix}_val"] = torch.full(shape, float("-inf"), dtype=f32)
             t[f"{prefix}_row"] = torch.full(shape, -1, dtype=i64)
@@ -226,21 +243,34 @@ class GroupState:
     # ---- one batch -------------------------------------------------------------------------------
     def update(self, acts: torch.Tensor, tokens: torch.Tensor, row0: int, rand: tuple, *,
                pair_fn: PairFn | None = None, write_fn: WriteFn | None = None) -> None:
-        """Fold in one batch: ``acts`` [batch, pos, nodes] (any strides), ``tokens`` [batch, pos]."""
+        """Fold in one batch: ``acts`` [batch, pos, nodes] (any strides), ``tokens`` [batch, pos];
+        ``rand`` is what :meth:`SharedSample.update` returned for this batch."""
         if acts.shape[-1] != self.n_nodes or acts.shape[:2] != tokens.shape:
             raise InvalidInputError(f"activations of shape {tuple(acts.shape)} do not fit {self.n_nodes} nodes "
                                     f"and tokens {tuple(tokens.shape)}", field="acts")
         acts = acts.detach().float()
-        rowmax, argpos = acts.max(dim=1)  # [B, N]
+        n_rows, n_pos = tokens.shape
+        flat = acts.reshape(-1, self.n_nodes)
         if not bool(self.t["calibrated"]):
-            self._calibrate(acts, rowmax)
-        self._update_moments(acts.reshape(-1, self.n_nodes))
-        self._update_top(acts, tokens, row0, rowmax, argpos, pair_fn, write_fn)
-        self._update_quantiles(acts, tokens, row0, rowmax, argpos, pair_fn)
+            self._calibrate(flat, acts.amax(dim=1))
+        if bool(self.t["sparse"]):
+            tok, node = flat.nonzero(as_tuple=True)
+            values = flat[tok, node]
+            rowmax = self._sparse_rowmax(tok // n_pos, node, values, n_rows, n_pos)
+            self._update_moments_sparse(node, values, flat.shape[0], rowmax)
+        else:
+            rowmax = acts.amax(dim=1)  # [B, N]
+            self._update_moments_dense(flat, rowmax)
+        rows = torch.arange(row0, row0 + n_rows)
+
+        def argpos(b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:  # first position of the row's max
+            return acts[b[:, None], torch.arange(n_pos), n[:, None]].argmax(1)
+
+        self._update_top(acts, tokens, rows, rowmax, argpos, pair_fn, write_fn)
+        self._update_quantiles(acts, tokens, rows, rowmax, argpos, pair_fn)
         self._update_random(acts, rand, pair_fn)
 
-    def _calibrate(self, acts: torch.Tensor, rowmax: torch.Tensor) -> None:
-        x = acts.reshape(-1, self.n_nodes)
+    def _calibrate(self, x: torch.Tensor, rowmax: torch.Tensor) -> None:
         lo, hi = x.amin(0), x.amax(0)
         span = hi - lo
         lower = torch.where(lo < 0, lo - span / 4, lo)
@@ -248,104 +278,147 @@ class GroupState:
         width = (upper - lower) / self.cfg.histogram_bins
         self.t["hist_lo"] = lower
         self.t["hist_width"] = torch.where(width > 0, width, torch.ones_like(width))
-        self.t["shift"] = x.double().mean(0)
+        # Mostly-zero groups (SAE latents) take the sparse path: moments of x itself, nonzeros only.
+        sparse = bool((x == 0).float().mean() > 0.5)
+        self.t["sparse"] = torch.tensor(sparse)
+        self.t["shift"] = torch.zeros(self.n_nodes, dtype=torch.float64) if sparse else x.double().mean(0)
         q = self.cfg.quantile_bins
-        levels = torch.arange(1, q, dtype=torch.float32) / q
-        self.t["q_bounds"] = torch.quantile(rowmax.T.contiguous(), levels, dim=1).T.contiguous() \
-            if q > 1 else self.t["q_bounds"]
+        if q > 1:
+            levels = torch.arange(1, q, dtype=torch.float32) / q
+            self.t["q_bounds"] = torch.quantile(rowmax.T.contiguous(), levels, dim=1).T.contiguous()
         self.t["calibrated"] = torch.ones((), dtype=torch.bool)
 
-    def _update_moments(self, x: torch.Tensor) -> None:
-        t = self.t
-        d = x - t["shift"].float()
-        d2 = d * d
-        t["sum1"] += d.sum(0).double()
-        t["sum2"] += d2.sum(0).double()
-        t["sum3"] += (d2 * d).sum(0).double()
-        t["sum4"] += (d2 * d2).sum(0).double()
-        t["count"] += x.shape[0]
-        t["n_pos"] += (x > 0).sum(0)
-        t["vmin"] = torch.minimum(t["vmin"], x.amin(0))
-        t["vmax"] = torch.maximum(t["vmax"], x.amax(0))
-        nb = self.cfg.histogram_bins
-        idx = ((x - t["hist_lo"]) / t["hist_width"]).floor_().clamp_(-1, nb).long()
-        idx += 1 + torch.arange(self.n_nodes) * (nb + 2)
-        t["hist"] += torch.bincount(idx.view(-1), minlength=self.n_nodes * (nb + 2)).view(self.n_nodes, nb + 2)
+    def _sparse_rowmax(self, row, node, values, n_rows: int, n_pos: int) -> torch.Tensor:
+        """Per (row, node) max from the nonzero entries; rows with a zero entry count 0 too."""
+        n = self.n_nodes
+        cell = row * n + node
+        rowmax = torch.full((n_rows * n,), float("-inf")).scatter_reduce_(0, cell, values, "amax")
+        has_zero = torch.bincount(cell, minlength=n_rows * n) < n_pos
+        return torch.where(has_zero, rowmax.clamp(min=0), rowmax).view(n_rows, n)
 
-    def _update_top(self, acts, tokens, row0, rowmax, argpos, pair_fn, write_fn) -> None:
-        k = self.cfg.top_k
+    def _hist_index(self, x: torch.Tensor, node: torch.Tensor | None) -> torch.Tensor:
+        """Flat histogram cell (node * (bins + 2) + bin) of each value, as int32."""
+        nb = self.cfg.histogram_bins
+        lo = self.t["hist_lo"] if node is None else self.t["hist_lo"][node]
+        width = self.t["hist_width"] if node is None else self.t["hist_width"][node]
+        idx = x.sub(lo).div_(width).floor_().clamp_(-1, nb).add_(1)
+        base = (torch.arange(self.n_nodes, dtype=torch.float32) if node is None else node.float()) * (nb + 2)
+        return idx.add_(base).int()
+
+    def _update_moments_dense(self, x: torch.Tensor, rowmax: torch.Tensor) -> None:
+        t = self.t
+        ones = torch.ones(x.shape[0])
+
+        def column_sums(m: torch.Tensor) -> torch.Tensor:  # a matrix-vector product beats sum(0) here
+            return torch.mv(m.T, ones).double()
+
+        d = x - t["shift"].float()
+        t["sum1"] += column_sums(d)
+        p = d * d
+        t["sum2"] += column_sums(p)
+        p.mul_(d)
+        t["sum3"] += column_sums(p)
+        p.mul_(d)
+        t["sum4"] += column_sums(p)
+        t["n_pos"] += column_sums(torch.clamp(x, min=0, out=p).sign_()).round().long()
+        del p, d
+        t["count"] += x.shape[0]
+        t["vmin"] = torch.minimum(t["vmin"], x.amin(0))
+        t["vmax"] = torch.maximum(t["vmax"], rowmax.amax(0))
+        cells = self.n_nodes * (self.cfg.histogram_bins + 2)
+        t["hist"] += torch.bincount(self._hist_index(x, None).view(-1), minlength=cells).view(self.n_nodes, -1)
+
+    def _update_moments_sparse(self, node: torch.Tensor, values: torch.Tensor, n_tokens: int,
+                               rowmax: torch.Tensor) -> None:
+        t = self.t
+        n = self.n_nodes
+        v = values.double()  # shift is 0: zeros add nothing to the power sums
+        p = v.clone()
+        for power in range(1, 5):
+            t[f"sum{power}"] += torch.bincount(node, weights=p, minlength=n)
+            p.mul_(v)
+        t["count"] += n_tokens
+        t["n_pos"] += torch.bincount(node[values > 0], minlength=n)
+        zeros = n_tokens - torch.bincount(node, minlength=n)
+        low = torch.full((n,), float("inf")).scatter_reduce_(0, node, values, "amin")
+        t["vmin"] = torch.minimum(t["vmin"], torch.where(zeros > 0, low.clamp(max=0), low))
+        t["vmax"] = torch.maximum(t["vmax"], rowmax.amax(0))
+        nb = self.cfg.histogram_bins
+        cells = torch.bincount(self._hist_index(values, node), minlength=n * (nb + 2)).view(n, nb + 2)
+        zero_cell = self._hist_index(torch.zeros(n), torch.arange(n)).long() - torch.arange(n) * (nb + 2)
+        cells[torch.arange(n), zero_cell] += zeros
+        t["hist"] += cells
+
+    def _update_top(self, acts, tokens, rows, rowmax, argpos, pair_fn, write_fn) -> None:
         by_node = rowmax.T  # [N, B]
-        cand = (by_node.amax(1) > self.t["top_val"][:, -1]).nonzero().squeeze(1)
+        cand = (by_node.amax(1) > self.t["top_val"].amin(1)).nonzero().squeeze(1)
         if cand.numel() == 0:
             return
-        keys = torch.cat([self.t["top_val"][cand], by_node[cand]], 1)
-        order = torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :k]
-        self._merge("top", cand, cand, order, k, acts, tokens, row0, rowmax, argpos, pair_fn, write_fn)
+        (ui, si), b = select_slots(self.t["top_val"][cand], self.t["top_row"][cand], by_node[cand], rows,
+                                   descending=True)
+        self._fill("top", cand[ui], si, cand[ui], b, acts, tokens, rows, rowmax, argpos, pair_fn, write_fn)
 
-    def _update_quantiles(self, acts, tokens, row0, rowmax, argpos, pair_fn) -> None:
-        q, s = self.cfg.quantile_bins, self.cfg.quantile_samples
-        n_rows = rowmax.shape[0]
+    def _update_quantiles(self, acts, tokens, rows, rowmax, argpos, pair_fn) -> None:
+        q = self.cfg.quantile_bins
         by_node = rowmax.T.contiguous()  # [N, B]
         bins = torch.searchsorted(self.t["q_bounds"], by_node, right=True) if q > 1 else \
             torch.zeros_like(by_node, dtype=torch.long)
-        prio = row_uniforms(torch.arange(row0, row0 + n_rows), self.cfg.seed, _SALT_QUANTILE)
-        # keys[n, q, b] = the row's priority if row b falls in node n's bin q, else +inf
+        prio = row_uniforms(rows, self.cfg.seed, _SALT_QUANTILE)
+        # keys[n * Q + q, b] = the row's priority if row b falls in node n's bin q, else +inf
         match = bins[:, None, :] == torch.arange(q)[None, :, None]  # [N, Q, B]
-        keys_new = torch.where(match, prio, torch.tensor(float("inf"), dtype=torch.float64)).view(-1, n_rows)
-        units = (keys_new.amin(1) < self.t["q_prio"][:, -1]).nonzero().squeeze(1)
+        keys_new = torch.where(match, prio, torch.tensor(float("inf"), dtype=torch.float64)).view(-1, len(rows))
+        units = (keys_new.amin(1) < self.t["q_prio"].amax(1)).nonzero().squeeze(1)
         if units.numel() == 0:
             return
-        keys = torch.cat([self.t["q_prio"][units], keys_new[units]], 1)
-        order = torch.sort(keys, dim=1, stable=True).indices[:, :s]
-        nodes = units // q
-        self._merge("q", units, nodes, order, s, acts, tokens, row0, rowmax, argpos, pair_fn, None, prio=prio)
-
-    def _merge(self, prefix, units, nodes, order, slots, acts, tokens, row0, rowmax, argpos, pair_fn, write_fn,
-               prio=None) -> None:
-        """Reorder the kept entries of ``units`` by ``order`` (over old slots + batch rows) and fill the
-        entries taken from the batch."""
-        t = self.t
-        from_batch = order >= slots
-        idx_old = order.clamp(max=slots - 1)
-        arange_units = torch.arange(units.numel())[:, None]
-        names = [n for n in t if n.startswith(prefix + "_") and n not in (f"{prefix}_bounds",)]
-        for name in names:
-            t[name][units] = t[name][units][arange_units, idx_old]
-        ui, si = from_batch.nonzero(as_tuple=True)
-        if ui.numel() == 0:
-            return
-        b = order[ui, si] - slots
-        n = nodes[ui]
-        pos = argpos[b, n]
-        start = window_starts(pos, self.cfg, self.n_ctx)
+        (ui, si), b = select_slots(self.t["q_prio"][units], self.t["q_row"][units], keys_new[units], rows,
+                                   descending=False)
         u = units[ui]
+        self.t["q_prio"][u, si] = prio[b]
+        self._fill("q", u, si, u // q, b, acts, tokens, rows, rowmax, argpos, pair_fn, None)
+
+    def _fill(self, prefix, u, si, n, b, acts, tokens, rows, rowmax, argpos, pair_fn, write_fn) -> None:
+        """Write batch entries (batch row ``b`` for node ``n``) into slots ``(u, si)``."""
+        if u.numel() == 0:
+            return
+        t = self.t
+        pos = argpos(b, n)
+        start = window_starts(pos, self.cfg, self.n_ctx)
         t[f"{prefix}_val"][u, si] = rowmax[b, n]
-        t[f"{prefix}_row"][u, si] = b + row0
+        t[f"{prefix}_row"][u, si] = rows[b]
         t[f"{prefix}_pos"][u, si] = pos.int()
         t[f"{prefix}_start"][u, si] = start.int()
         t[f"{prefix}_tok"][u, si] = gather_windows(tokens, b, start, self.cfg.window).int()
         t[f"{prefix}_act"][u, si] = gather_windows(acts, b, start, self.cfg.window, n)
-        if prio is not None:
-            t[f"{prefix}_prio"][u, si] = prio[b]
         if self.token_pair and pair_fn is not None:
             t[f"{prefix}_pair"][u, si] = pair_fn(b, n, start)
         if self.token_pair and write_fn is not None and f"{prefix}_write" in t:
             t[f"{prefix}_write"][u, si] = write_fn(b, n, pos)
 
     def _update_random(self, acts, rand, pair_fn) -> None:
-        idx_old, slots, b, start = rand
-        t = self.t
-        t["rand_act"] = t["rand_act"][:, idx_old]
-        if self.token_pair:
-            t["rand_pair"] = t["rand_pair"][:, idx_old]
+        slots, b, start = rand
         if slots.numel() == 0:
             return
+        t = self.t
         windows = gather_windows(acts, b, start, self.cfg.window)  # [M, W, N]
         t["rand_act"][:, slots] = windows.permute(2, 0, 1)
         if self.token_pair and pair_fn is not None:
             m, n = slots.numel(), self.n_nodes
             pairs = pair_fn(b.repeat_interleave(n), torch.arange(n).repeat(m), start.repeat_interleave(n))
             t["rand_pair"][:, slots] = pairs.view(m, n, -1).permute(1, 0, 2)
+
+    def ordered(self) -> dict[str, torch.Tensor]:
+        """The state with entries in display order: top examples by value (ties: lower row first),
+        quantile samples by priority; other tensors as they are."""
+        out = dict(self.t)
+        for prefix, key, descending in (("top", "top_val", True), ("q", "q_prio", False)):
+            by_row = torch.sort(self.t[f"{prefix}_row"], dim=1, stable=True).indices
+            keys = self.t[key].gather(1, by_row)
+            order = by_row.gather(1, torch.sort(keys, dim=1, descending=descending, stable=True).indices)
+            arange = torch.arange(order.shape[0])[:, None]
+            for name in self.t:
+                if name.startswith(prefix + "_") and name != "q_bounds":
+                    out[name] = self.t[name][arange, order]
+        return out
 
     # ---- results ---------------------------------------------------------------------------------
     def moments(self) -> dict[str, torch.Tensor]:

@@ -21,18 +21,20 @@ def small_model() -> GPT2:
     return model.eval().requires_grad_(False)
 
 
-def random_sae(hook_point: str, d_in: int, n_latents: int, seed: int) -> SparseAutoencoder:
+def random_sae(hook_point: str, d_in: int, n_latents: int, seed: int, bias: float = -0.05) -> SparseAutoencoder:
     sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_latents=n_latents, hook_point=hook_point))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         sae.W_enc.copy_(torch.randn(d_in, n_latents, generator=g) / d_in ** 0.5)
         sae.W_dec.copy_(torch.randn(n_latents, d_in, generator=g) / d_in ** 0.5)
-        sae.b_enc.copy_(torch.randn(n_latents, generator=g) * 0.05 - 0.05)
+        sae.b_enc.copy_(torch.randn(n_latents, generator=g) * 0.05 + bias)
     return sae.requires_grad_(False)
 
 
 def small_saes() -> list[SparseAutoencoder]:
-    return [random_sae("blocks.1.mlp.hook_post", 256, 96, seed=3), random_sae("blocks.0.hook_resid_post", 64, 48, seed=4)]
+    """One mostly-zero SAE (the builder's sparse path) and one about half active (its dense path)."""
+    return [random_sae("blocks.1.mlp.hook_post", 256, 96, seed=3, bias=-0.12),
+            random_sae("blocks.0.hook_resid_post", 64, 48, seed=4, bias=0.01)]
 
 
 def corpus(rows: int = 44, seed: int = 5) -> torch.Tensor:

@@ -239,3 +239,10 @@ def test_bad_inputs_are_named(setup, tmp_path):
         build_node_dataset(model, torch.zeros(4, N_CTX), store, "x", config=CONFIG, progress=False)
     with pytest.raises(InvalidInputError, match="SAE latents need saes"):
         build_node_dataset(model, corpus(4), store, "x", config=BuildConfig(kinds=("sae_latent",)), progress=False)
+
+
+def test_both_statistics_paths_are_exercised(setup):
+    *_, ref = setup
+    sparse = (ref.acts[("sae_latent", "blocks.1.mlp.hook_post")] == 0).mean()
+    dense = (ref.acts[("sae_latent", "blocks.0.hook_resid_post")] == 0).mean()
+    assert sparse > 0.6 and dense < 0.5, (sparse, dense)
