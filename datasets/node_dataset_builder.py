@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -139,6 +140,8 @@ class NodeDatasetBuilder:
         self.splices = [s if isinstance(s, SAESplice) else SAESplice(s) for s in saes]
         self.model_name = model_name or getattr(model.cfg, "name", "model")
         self.progress, self.on_batch = progress, on_batch
+        self.timings: dict[str, float] = {}
+        """After :meth:`run`: seconds spent streaming the corpus and writing the dataset."""
         if self.corpus.n_ctx > model.cfg.n_positions:
             raise InvalidInputError(f"corpus rows have {self.corpus.n_ctx} tokens, more than the model's context of "
                                     f"{model.cfg.n_positions}", field="corpus")
@@ -151,8 +154,9 @@ class NodeDatasetBuilder:
                                     field="kinds")
         cfg = self.config
         n_ctx = self.corpus.n_ctx
-        self.states = {s.name: GroupState(s.n_nodes, cfg, n_ctx, token_pair=s.token_pair, d_model=model.cfg.n_embd)
-                       for s in self.specs}
+        if cfg.window > n_ctx:
+            raise InvalidInputError(f"window={cfg.window} exceeds the corpus context of {n_ctx} tokens", field="window")
+        self.states: dict[str, GroupState] = {}  # allocated by run(), once it knows there is work to do
         self.shared = SharedSample(cfg, n_ctx)
         self.num_batches = -(-self.corpus.num_rows // cfg.batch_size)
         self._gram = {}
@@ -185,11 +189,21 @@ class NodeDatasetBuilder:
                     f"{self.store.description} already holds a different node dataset at '{self.prefix}'; "
                     "pass overwrite=True (--overwrite) to replace it", field="prefix")
             self.store.delete(self._key(MANIFEST_KEY))
+        n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.n_embd
+        self.states = {s.name: GroupState(s.n_nodes, self.config, n_ctx, token_pair=s.token_pair, d_model=d_model)
+                       for s in self.specs}
         start_batch = self._restore() if resume else 0
         if not resume:
             self._clear_checkpoints(keep=None)
+        started = time.perf_counter()
         self._stream(start_batch)
-        return self._finalize()
+        streamed = time.perf_counter()
+        manifest = self._finalize()
+        self.timings = {"stream_s": streamed - started, "finalize_s": time.perf_counter() - streamed,
+                        "tokens_streamed": (min(self.num_batches * self.config.batch_size, self.corpus.num_rows)
+                                            - min(start_batch * self.config.batch_size, self.corpus.num_rows))
+                        * self.corpus.n_ctx}
+        return manifest
 
     def _existing_manifest(self) -> dict | None:
         key = self._key(MANIFEST_KEY)

@@ -263,8 +263,14 @@ class GroupState:
             self._update_moments_dense(flat, rowmax)
         rows = torch.arange(row0, row0 + n_rows)
 
+        full_argpos: list[torch.Tensor] = []
+
         def argpos(b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:  # first position of the row's max
-            return acts[b[:, None], torch.arange(n_pos), n[:, None]].argmax(1)
+            if b.numel() * 8 < rowmax.numel() and not full_argpos:
+                return acts[b[:, None], torch.arange(n_pos), n[:, None]].argmax(1)
+            if not full_argpos:  # many entries (early batches): one pass over the batch is cheaper
+                full_argpos.append(acts.argmax(dim=1))
+            return full_argpos[0][b, n]
 
         self._update_top(acts, tokens, rows, rowmax, argpos, pair_fn, write_fn)
         self._update_quantiles(acts, tokens, rows, rowmax, argpos, pair_fn)

@@ -79,12 +79,10 @@ def main() -> None:
         store = LocalBlobStore(root)
         config = BuildConfig(batch_size=args.batch, checkpoint_every=0)
         builder = NodeDatasetBuilder(model, corpus, store, "bench", saes=saes, config=config, progress=False)
-        started = time.perf_counter()
-        builder._stream(0)
-        streamed = time.perf_counter() - started
-        builder._finalize()
-        total = time.perf_counter() - started
-        build_rate = corpus.num_rows * corpus.n_ctx / streamed
+        builder.run(resume=False)
+        streamed = builder.timings["stream_s"]
+        total = streamed + builder.timings["finalize_s"]
+        build_rate = builder.timings["tokens_streamed"] / streamed
 
         ds = NodeDataset(store, "bench")
         ds.node("mlp_neuron", 0, 0)  # loads the tokenizer once (a server does this at start-up)
