@@ -53,8 +53,7 @@ from .node_dataset_corpus import Corpus, as_corpus
 from .node_dataset_effects import sae_write_vectors, token_effects
 from .node_dataset_state import BuildConfig, GroupState, SharedSample
 from .node_records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_NEURON, SAE_LATENT, SHARED_KEY,
-                           DatasetIntegrityError, crc32, encode_index, encode_record, group_name,
-                           lower_triangle_size, shard_keys)
+                           DatasetIntegrityError, crc32, encode_index, encode_record, group_name, shard_keys)
 from .stores import BlobStore, join_key
 
 BUILD_DIR = "_build"
@@ -265,7 +264,6 @@ class NodeDatasetBuilder:
         pair = pattern * v_norm[:, :, None, :]  # [B, H, Q, K]
         acts = pair.amax(-1).permute(0, 2, 1)  # [B, Q, H]
         tri_q, tri_k = self._tri[0], self._tri[1]
-        width = self.config.window
 
         def pair_fn(b: torch.Tensor, n: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
             q = start.long()[:, None] + tri_q
@@ -278,7 +276,6 @@ class NodeDatasetBuilder:
             vo = torch.einsum("md,mde->me", v[b, key, n], w_o[n])
             return vo * pattern[b, n, pos, key][:, None]
 
-        assert lower_triangle_size(width) == tri_q.numel()
         state.update(acts, tokens, row0, rand, pair_fn=pair_fn, write_fn=write_fn)
 
     # ---- checkpoints ---------------------------------------------------------------------------
