@@ -1,6 +1,7 @@
 """The ``mechscope`` command line. Subcommands:
 
   mechscope run "PROMPT" [--model organism|gpt2|DIR] [--top-k 10]   top next-token predictions
+  mechscope datasets build|push|pull|ls|export-tdb ...              top-activating example datasets
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=10)
     run.add_argument("--prepend-bos", action="store_true", help="start the prompt with <|endoftext|>")
     run.set_defaults(func=_cmd_run)
+    from .cli_datasets import add_datasets_subcommands
+    add_datasets_subcommands(sub)
     return parser
 
 
