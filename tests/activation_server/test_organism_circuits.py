@@ -1,0 +1,90 @@
+"""On the shipped organism, the engine finds the circuits the task suite planted, and its linear
+estimates agree with real ablations."""
+
+import pytest
+import torch
+
+from mechscope.activation_server.attribution import compute_node_tensors
+from mechscope.activation_server.engine import Engine
+from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
+from mechscope.datasets.task_suite import TaskSuite
+from mechscope.inference import ZeroAblate, gpt2_tokenizer, load_model
+
+
+@pytest.fixture(scope="module")
+def organism_engine():
+    return Engine(load_model("organism"))
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra @ rb) / (ra.norm() * rb.norm()))
+
+
+def _ioi_requests(n: int):
+    tok = gpt2_tokenizer()
+    for ex in TaskSuite(0).ioi_examples(n, "heldout"):
+        text = tok.decode(ex.tokens[1:]) if ex.tokens[0] == tok.eot_token_id else tok.decode(ex.tokens)
+        yield ex, AttributionRequest(prompts=[PromptSpec(text=text, prepend_bos=ex.tokens[0] == tok.eot_token_id)],
+                                     loss=LossSpec(targets=[tok.token_str(ex.io_token)],
+                                                   distractors=[tok.token_str(ex.s_token)]))
+
+
+def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
+    model = organism_engine.model
+    cfg = model.cfg
+    estimates, actual = torch.zeros(cfg.n_layer, cfg.n_head), torch.zeros(cfg.n_layer, cfg.n_head)
+    for ex, request in _ioi_requests(8):
+        t = compute_node_tensors(organism_engine, request)
+        tokens = t.prepared.tokens
+        for b in t.blocks:
+            if b.kind == "attn_head":
+                estimates[b.layer] += torch.nan_to_num(b.values["total_effect"][0]).sum((1, 2))
+        clean = float(t.scalars[0])
+        io, s = ex.io_token, ex.s_token
+        for layer in range(cfg.n_layer):
+            for h in range(cfg.n_head):
+                with torch.no_grad():
+                    logits = model(tokens, interventions=[ZeroAblate(f"blocks.{layer}.attn.hook_z", head=h)])[0, -1]
+                actual[layer, h] += clean - float(logits[io] - logits[s])  # the head's share of the logit diff
+    rho = _spearman(estimates.flatten(), actual.flatten())
+    print(f"Spearman(estimated total effect, zero-ablation effect) over {cfg.n_layer * cfg.n_head} heads: {rho:.3f}")
+    assert rho >= 0.8
+
+
+def test_top_direct_effect_heads_attend_from_the_end_to_the_indirect_object(organism_engine):
+    for ex, request in _ioi_requests(5):
+        t = compute_node_tensors(organism_engine, request)
+        heads = [b for b in t.blocks if b.kind == "attn_head"]
+        end = t.loss_positions[0]
+        per_head = torch.stack([torch.nan_to_num(b.values["direct_effect"][0, :, end]).sum(-1) for b in heads])
+        layer, head = divmod(int(per_head.argmax()), per_head.shape[1])
+        pattern = heads[layer].attention_prob[0, head, end, :end + 1]
+        io_positions = [i for i, tkn in enumerate(ex.tokens) if tkn == ex.io_token]
+        assert int(pattern.argmax()) in io_positions, (layer, head, pattern)
+
+
+def test_induction_heads_are_ranked_top_for_predicting_the_repeat(organism_engine):
+    model = organism_engine.model
+    tok = gpt2_tokenizer()
+    ex = TaskSuite(0).induction_examples(1, "heldout", span_length=10)[0]
+    tokens = torch.tensor([ex.tokens])
+    # induction score: attention from each repeated token to the token after its first occurrence
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layer)]
+    _, cache = model.run_with_cache(tokens, names=names)
+    rs, fs, n = ex.repeat_start, ex.first_start, ex.span_length
+    queries = torch.arange(rs, rs + n - 1)
+    keys = torch.arange(fs + 1, fs + n)
+    score = torch.stack([cache[nm][0][:, queries, keys].mean(-1) for nm in names])  # [layer, head]
+    # engine: explain the prediction of the repeat's last token
+    target = tok.token_str(ex.tokens[rs + n - 1])
+    text = tok.decode(ex.tokens[1:rs + n - 1])
+    request = AttributionRequest(prompts=[PromptSpec(text=text, prepend_bos=True)],
+                                 loss=LossSpec(kind="log_prob", targets=[target]))
+    t = compute_node_tensors(organism_engine, request)
+    effect = torch.stack([torch.nan_to_num(b.values["total_effect"][0]).sum((1, 2))
+                          for b in t.blocks if b.kind == "attn_head"])
+    top_induction = set(score.flatten().topk(2).indices.tolist())
+    top_engine = set(effect.flatten().topk(3).indices.tolist())
+    assert top_induction & top_engine, (score, effect)
