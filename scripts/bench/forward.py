@@ -11,23 +11,14 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 import tracemalloc
 
 import torch
 
+from timing import median_time  # scripts/bench/timing.py
 
-def median_time(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+
 
 
 def cached_bytes(model, tokens, names) -> int:

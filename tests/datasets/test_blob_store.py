@@ -25,19 +25,11 @@ from mechscope.datasets.stores import (
     open_store,
 )
 from mechscope.inference.errors import InvalidInputError, MechscopeError
-from tests.support.azurite import Azurite, AzuriteNotFoundError
+from tests.support.azurite import Azurite, module_azurite  # noqa: F401 (module_azurite is the `azurite` fixture)
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.01, max_delay_s=0.05)
 
 
-@pytest.fixture(scope="module")
-def azurite():
-    try:
-        server = Azurite()
-    except AzuriteNotFoundError as error:
-        pytest.fail(str(error))
-    with server:
-        yield server
 
 
 def new_container(azurite: Azurite, public_access: str | None = None, prefix: str = "") -> AzureBlobStore:

@@ -15,21 +15,13 @@ from mechscope.datasets.node_dataset_builder import build_node_dataset
 from mechscope.datasets.stores import (CONNECTION_STRING_ENV, AzureBlobStore, LocalBlobStore, RetryPolicy,
                                        StoreUnavailableError)
 from mechscope.datasets.tdb_records import TdbDataset
-from tests.support.azurite import Azurite, AzuriteNotFoundError
+from tests.support.azurite import Azurite, module_azurite  # noqa: F401 (module_azurite is the `azurite` fixture)
 
 from .node_dataset_helpers import CONFIG, corpus, small_model, small_saes
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.01, max_delay_s=0.05)
 
 
-@pytest.fixture(scope="module")
-def azurite():
-    try:
-        server = Azurite()
-    except AzuriteNotFoundError as error:
-        pytest.fail(str(error))
-    with server:
-        yield server
 
 
 @pytest.fixture(scope="module")

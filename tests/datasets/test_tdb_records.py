@@ -26,7 +26,7 @@ from mechscope.datasets.tdb_records import (
     token_pair_rows,
 )
 from mechscope.inference.errors import InvalidInputError
-from tests.support.azurite import Azurite, AzuriteNotFoundError
+from tests.support.azurite import Azurite, module_azurite  # noqa: F401 (module_azurite is the `azurite` fixture)
 
 # ---- files in the exact public shapes, written out by hand -------------------------------------
 
@@ -93,14 +93,6 @@ PUBLIC_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def azurite():
-    try:
-        server = Azurite()
-    except AzuriteNotFoundError as error:
-        pytest.fail(str(error))
-    with server:
-        yield server
 
 
 def _fill(store) -> None:

@@ -180,13 +180,17 @@ class Azurite:
 AzuriteNotInstalled = AzuriteNotFoundError  # the name the autoencoder tests use
 
 
-@pytest.fixture
-def azurite() -> Iterator[Azurite]:
-    """A running Azurite blob service for one test (``.connection_string``, ``.blob_endpoint``,
-    ``.stop()`` / ``.start()``). Fails — never skips — when Azurite is not installed."""
+def running_azurite() -> Iterator[Azurite]:
+    """Start Azurite, yield it, stop it. Fails — never skips — when Azurite is not installed."""
     try:
         server = Azurite()
     except AzuriteNotFoundError as err:
         pytest.fail(str(err), pytrace=False)
     with server:
         yield server
+
+
+# A running Azurite blob service (``.connection_string``, ``.blob_endpoint``, ``.stop()`` / ``.start()``),
+# for one test or shared by a test module.
+azurite = pytest.fixture(running_azurite, name="azurite")
+module_azurite = pytest.fixture(running_azurite, scope="module", name="azurite")
