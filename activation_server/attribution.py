@@ -190,7 +190,7 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                 vals = {"activation": p, "write_magnitude": wm, "direct_effect": direct, "total_effect": total}
                 blocks.append(Block("attn_head", layer, None, masked(vals, pair_ok), attention_prob=p))
                 if direct_ok:
-                    bias_direct += (attn.c_proj.bias * g_read).sum(-1)[valid_last(prepared, explained)]
+                    bias_direct += (attn.c_proj.bias * g_read).sum((-1, -2))
             else:
                 blk, b = _sae_blocks(engine, point, layer, "attn", acts, grad, g_read, explained, valid)
                 blocks += blk
@@ -212,18 +212,12 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                 vals = {"activation": a, "write_magnitude": wm, "direct_effect": direct, "total_effect": total}
                 blocks.append(Block("mlp_neuron", layer, None, masked(vals, valid[..., None].expand_as(a))))
                 if explained.direct_writer("mlp_neuron", layer) and explained.read_space != "mlp_post":
-                    bias_direct += (mlp.c_proj.bias * g_read).sum(-1)[valid_last(prepared, explained)]
+                    bias_direct += (mlp.c_proj.bias * g_read).sum((-1, -2))
             else:
                 blk, b = _sae_blocks(engine, point, layer, "mlp", acts, grad, g_read, explained, valid)
                 blocks += blk
                 bias_direct += b
     return blocks, bias_direct
-
-
-def valid_last(prepared, explained) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index selecting, per prompt, the read position (biases write at every position, but only the
-    read position's gradient is non-zero for the loss; for traces it may be several positions)."""
-    return (torch.arange(prepared.batch), torch.tensor(explained.positions))
 
 
 def _sae_blocks(engine, point, layer, side, acts, grad, g_read, explained, valid):
@@ -242,7 +236,6 @@ def _sae_blocks(engine, point, layer, side, acts, grad, g_read, explained, valid
         W_dec_res = W_dec @ to_resid
     else:
         W_dec_res = W_dec
-    kind = "mlp_sae" if side == "mlp" else "attn_sae"
     writes_direct = explained.direct_writer("mlp_neuron" if side == "mlp" else "attn_head", layer)
     scale_t = scale if isinstance(scale, torch.Tensor) else torch.tensor(scale)
     total = a * grad[f"{point}.hook_sae_acts_post"]
@@ -262,7 +255,6 @@ def _sae_blocks(engine, point, layer, side, acts, grad, g_read, explained, valid
         if to_resid is not None:
             b_res = b_res @ to_resid + model.h[layer].mlp.c_proj.bias
         bias = (b_res * g_read).sum(-1).sum(-1)
-    _ = kind
     return blocks, bias
 
 

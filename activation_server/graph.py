@@ -130,9 +130,8 @@ def _edges(engine, t, nodes: list[_Node], request: GraphRequest) -> list[GraphEd
     hooks += [(name, keep) for name in sorted(names)]
     # gradient of the loss at each head's output, for heads as downstream nodes
     loss_grad_at_attn_out = _loss_grad_at(engine, t, request, sae_points)
-    rows = torch.arange(k)
     with torch.enable_grad():
-        logits = model(tokens, hooks=None, fwd_hooks=hooks, splices=engine.splices(sae_points))
+        logits = model(tokens, fwd_hooks=hooks, splices=engine.splices(sae_points))
         scalars = []
         for r, v in enumerate(downstream):
             if v.kind == "mlp_neuron":
@@ -158,7 +157,6 @@ def _edges(engine, t, nodes: list[_Node], request: GraphRequest) -> list[GraphEd
             if w is None or w == 0.0:
                 continue
             edges.append(GraphEdge(source=u.id, target=v.id, weight=w * pre_grad[r]))
-    _ = rows
     return edges
 
 
