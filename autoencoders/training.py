@@ -46,7 +46,7 @@ class TrainingConfig:
     n_latents: int = 512
     k: int = 32
     batch_tokens: int = 4096
-    total_tokens: int = 4_000_000
+    total_tokens: int = 2_000_000
     lr: float = 2e-3
     warmup_steps: int = 50
     decay_fraction: float = 0.2

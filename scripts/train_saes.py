@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corpus-seed", type=int, default=0, help="TaskSuite seed (the organism's corpus)")
     p.add_argument("--first-row", type=int, default=10_000_000, help="first corpus row of the training stream")
     p.add_argument("--eval-first-row", type=int, default=20_000_000, help="first held-out corpus row")
-    p.add_argument("--eval-rows", type=int, default=128)
+    p.add_argument("--eval-rows", type=int, default=64)
     p.add_argument("--rows-per-batch", type=int, default=32, help="corpus rows per model forward pass")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--n-latents", type=int, default=defaults.n_latents)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
               "script": "scripts/train_saes.py"}
 
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    with args.log.open("w") as log_file:
+    with args.log.open("w", buffering=1) as log_file:
         started = time.perf_counter()
         result = train_saes(model, suite.training_batches(args.rows_per_batch, args.first_row), hook_points,
                             config, model_name="organism" if args.model == "organism" else args.model,

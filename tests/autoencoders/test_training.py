@@ -138,7 +138,7 @@ def test_shipped_organism_saes_load_and_fit_the_organism():
     for sae in saes:
         assert sae.d_in == organism.cfg.n_embd == 128
         assert sae.config.activation == "topk" and sae.config.k <= 32 and sae.config.model_name == "organism"
-        check_compatible(organism, sae)
+        check_compatible(sae, organism.cfg)
     tokens = TaskSuite(seed=0).training_rows(1, 20_000_000)[:, :32]
     with torch.no_grad():
         clean = organism(tokens)
