@@ -1,6 +1,7 @@
 """The ``mechscope`` command line. Subcommands:
 
   mechscope run "PROMPT" [--model organism|gpt2|DIR] [--top-k 10]   top next-token predictions
+  mechscope serve [--model ...] [--sae ...] [--datasets ...] [--port 8000]  the REST API and the viewer
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=10)
     run.add_argument("--prepend-bos", action="store_true", help="start the prompt with <|endoftext|>")
     run.set_defaults(func=_cmd_run)
+    from .serve import add_serve_subcommand
+    add_serve_subcommand(sub)
     return parser
 
 
