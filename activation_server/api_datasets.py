@@ -1,7 +1,8 @@
 """Node datasets behind the node-page endpoint: a small interface, opening them from a store spec,
 and turning their page data into JSON.
 
-Anything with ``node(kind, layer, index)`` and a ``manifest`` mapping serves (mechscope's
+Anything with ``node(kind, layer, index)`` (optionally a ``hook_point=`` keyword to pick among several
+SAEs) and a ``manifest`` mapping serves (mechscope's
 ``mechscope.datasets.node_dataset.NodeDataset`` is the real one). A dataset signals an unknown node
 with a ``LookupError``/``FileNotFoundError`` or an ``InvalidInputError`` (e.g. its ``UnknownNodeError``).
 """
@@ -9,6 +10,7 @@ with a ``LookupError``/``FileNotFoundError`` or an ``InvalidInputError`` (e.g. i
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 from collections.abc import Mapping
@@ -23,6 +25,14 @@ class NodeDatasetSource(Protocol):
     def manifest(self) -> Mapping[str, Any]: ...
 
     def node(self, kind: str, layer: int, index: int) -> Any: ...
+
+
+def accepts_hook_point(dataset: NodeDatasetSource) -> bool:
+    """Whether ``dataset.node`` takes the optional ``hook_point`` keyword (SAE latents of several SAEs)."""
+    try:
+        return "hook_point" in inspect.signature(dataset.node).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def open_node_dataset(spec: str) -> NodeDatasetSource:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .schemas import NodeRef
+from .schemas import NodeRef, PathPatchingResult
 
 
 class _Strict(BaseModel):
@@ -198,3 +198,12 @@ class ValidationErrorBody(BaseModel):
 class MessageErrorBody(BaseModel):
     detail: str
     error_id: str | None = None
+
+
+# --- wire variants of engine results ----------------------------------------------------------------
+class PathPatchingResultWire(PathPatchingResult):
+    """PathPatchingResult as sent: ``restored_fraction`` is null (NaN in Python) when the clean and
+    corrupted losses are equal. (The engine schema types it ``float``; JSON has no NaN.)"""
+
+    restored_fraction: float | None = Field(
+        description="(patched - clean) / (corrupted - clean): 1 = senders' full effect; null when undefined")

@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from . import api_compute
-from .api_datasets import describe, to_json
+from .api_datasets import accepts_hook_point, describe, to_json
 from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, DetokenizeResult, GenerateRequest,
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
-                         NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
+                         NodeActivationsResult, NodePage, PathPatchingResultWire, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .http_errors import NodeNotFound, install_error_handlers
@@ -41,6 +41,7 @@ log = logging.getLogger("mechscope.server")
 API_PREFIX = "/api/v1"
 
 _ERROR_RESPONSES = {
+    400: {"model": MessageErrorBody, "description": "the body could not be read as JSON"},
     401: {"model": MessageErrorBody, "description": "missing or wrong bearer token (only with --auth-token)"},
     413: {"model": MessageErrorBody, "description": "request body over the size limit"},
     500: {"model": MessageErrorBody, "description": "unexpected error (logged under error_id)"},
@@ -169,7 +170,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         from .patching import patching_sweep as run
         return await compute("patching/sweep", request, lambda c: c.sweep(request), lambda e: run(e.model, request))
 
-    @api.post("/patching/path", response_model=PathPatchingResult, tags=["debugger"])
+    @api.post("/patching/path", response_model=PathPatchingResultWire, tags=["debugger"])
     async def patching_path(request: PathPatchingRequest) -> PathPatchingResult:
         """Exact path patching from sender heads through receiver heads' q/k/v inputs."""
         from .patching import path_patching as run
@@ -241,7 +242,10 @@ def _find_node(state: ServerState, names: list[str], kind: str, layer: int, inde
     for name in names:
         dataset = state.datasets[name]
         try:
-            data = dataset.node(kind, layer, index, hook_point=sae) if sae else dataset.node(kind, layer, index)
+            if sae and accepts_hook_point(dataset):
+                data = dataset.node(kind, layer, index, hook_point=sae)
+            else:  # a dataset without hook points holds one group per (kind, layer)
+                data = dataset.node(kind, layer, index)
         except (LookupError, FileNotFoundError, InvalidInputError) as e:
             misses.append(f"{name}: {e}")
             continue

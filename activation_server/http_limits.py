@@ -8,6 +8,7 @@ from mechscope.inference import gpt2_tokenizer
 from .api_models import GenerateRequest, NodeActivationsRequest, WriteTokensRequest
 from .http_config import Limits
 from .http_errors import LimitExceeded
+from .prompts import check_loss
 from .schemas import (AttributionRequest, GraphRequest, LogitLensRequest, PatchingSweepRequest, PathPatchingRequest)
 
 
@@ -46,6 +47,7 @@ class LimitChecker:
             self.interventions(len(p.interventions), f"prompts[{i}].interventions")
 
     def sweep(self, r: PatchingSweepRequest) -> None:
+        check_loss(r.loss, 2)  # the engine's own loss check (patching does not call it yet)
         n = self.prompt(r.clean, r.prepend_bos, "clean")
         self.prompt(r.corrupted, r.prepend_bos, "corrupted")
         cfg = self.cfg
@@ -57,6 +59,7 @@ class LimitChecker:
                    "max_sweep_cells")
 
     def path(self, r: PathPatchingRequest) -> None:
+        check_loss(r.loss, 2)
         self.prompt(r.clean, r.prepend_bos, "clean")
         self.prompt(r.corrupted, r.prepend_bos, "corrupted")
         heads = self.cfg.n_layer * self.cfg.n_head

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 bearer_scheme = HTTPBearer(
@@ -17,8 +17,7 @@ def make_auth_dependency(token: str | None):
     """A FastAPI dependency that demands ``Authorization: Bearer <token>`` when ``token`` is set."""
     expected = token.encode() if token else None
 
-    async def require_token(request: Request) -> None:
-        credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
+    async def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> None:
         if expected is None:
             return
         given = credentials.credentials.encode() if credentials else b""
