@@ -18,7 +18,7 @@ from tests.support.http_fixtures import http_engine, make_app, node_datasets  # 
 from tests.support.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
-FUZZ_EXAMPLES = 6
+FUZZ_EXAMPLES = 15
 TOKEN = "fuzz-token"
 
 
