@@ -2,6 +2,7 @@
 
   mechscope run "PROMPT" [--model organism|gpt2|DIR] [--top-k 10]   top next-token predictions
   mechscope datasets build|push|pull|ls|export-tdb ...              top-activating example datasets
+  mechscope serve [--model ...] [--sae ...] [--datasets ...] [--port 8000]  the REST API and the viewer
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     from .cli_datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)
+    from .serve import add_serve_subcommand
+    add_serve_subcommand(sub)
     return parser
 
 

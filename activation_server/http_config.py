@@ -1,0 +1,53 @@
+"""Server configuration: request limits, the compute pool, the cache, auth and CORS (plain frozen
+dataclasses; ``mechscope serve`` fills them from flags and environment variables)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+LOCALHOST_ORIGIN_REGEX = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+"""Default CORS allow-list: any port on the loopback host names."""
+
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parent.parent / "neuron_viewer" / "dist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Per-request limits. ``max_prompt_tokens`` None means the model's context (n_ctx)."""
+
+    max_prompt_tokens: int | None = None
+    max_prompts: int = 8
+    max_top_k: int = 200
+    max_sweep_cells: int = 20_000
+    max_new_tokens: int = 256
+    max_interventions: int = 64
+    max_body_bytes: int = 1_000_000
+
+    def prompt_tokens(self, n_ctx: int) -> int:
+        return n_ctx if self.max_prompt_tokens is None else min(self.max_prompt_tokens, n_ctx)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    workers: int = 2
+    """Threads running engine calls at once."""
+    max_queue: int = 16
+    """Engine calls allowed to wait for a worker; beyond that requests get 503 + Retry-After."""
+    retry_after_s: int = 2
+    cache_size: int = 128
+    """Results kept in the LRU cache of identical requests (0 disables it)."""
+    auth_token: str | None = None
+    """When set, every /api/ route needs ``Authorization: Bearer <token>``."""
+    allowed_origins: tuple[str, ...] | None = None
+    """CORS allow-list; None = any localhost / 127.0.0.1 / [::1] origin."""
+    viewer_dir: Path | None = DEFAULT_VIEWER_DIR
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise ValueError("auth_token must not be empty")

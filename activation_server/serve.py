@@ -1,0 +1,175 @@
+"""``mechscope serve``: load a model, its SAEs and node datasets, and serve the API and the viewer.
+
+    mechscope serve                                  # the organism, its SAEs and datasets, 127.0.0.1:8000
+    mechscope serve --model gpt2 --sae openai:gpt2-small/resid_delta_mlp_v5_32k/3 --port 8080
+    MECHSCOPE_AUTH_TOKEN=secret mechscope serve --host 0.0.0.0 --allowed-origins https://lab.example.org
+
+Every flag has an environment variable (MECHSCOPE_MODEL, MECHSCOPE_SAES and MECHSCOPE_DATASETS
+comma-separated, MECHSCOPE_HOST, MECHSCOPE_PORT, MECHSCOPE_AUTH_TOKEN, MECHSCOPE_ALLOWED_ORIGINS
+comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_MAX_QUEUE, MECHSCOPE_VIEWER_DIR); flags win. Prefer the
+environment variable for the token (a flag shows in the process list). The server answers /healthz
+at once and /readyz (and the API) once loading has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
+
+log = logging.getLogger("mechscope.server")
+
+DEFAULT_ORGANISM_DATASETS = Path("data/datasets/organism")
+
+
+def _env_list(env: Mapping[str, str], name: str) -> list[str]:
+    return [x.strip() for x in env.get(name, "").split(",") if x.strip()]
+
+
+def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if env is None else env
+    p = subparsers.add_parser("serve", help="serve the REST API and the neuron viewer",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=env.get("MECHSCOPE_MODEL", "organism"),
+                   help="organism (default), gpt2, gpt2-medium, ... or a checkpoint directory")
+    p.add_argument("--sae", action="append", default=None, metavar="NAME|PATH",
+                   help="an SAE to load (repeatable); default: the organism's SAEs for the organism, none otherwise")
+    p.add_argument("--no-saes", action="store_true", help="load no SAEs")
+    p.add_argument("--datasets", action="append", default=None, metavar="DIR|URL",
+                   help="a node dataset (local directory or Azure container URL with prefix; repeatable); "
+                        f"default for the organism: {DEFAULT_ORGANISM_DATASETS} when it exists")
+    p.add_argument("--host", default=env.get("MECHSCOPE_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env.get("MECHSCOPE_PORT", "8000")))
+    p.add_argument("--auth-token", default=env.get("MECHSCOPE_AUTH_TOKEN") or None,
+                   help="require 'Authorization: Bearer TOKEN' on /api/ (prefer MECHSCOPE_AUTH_TOKEN)")
+    p.add_argument("--allowed-origins", nargs="+", default=_env_list(env, "MECHSCOPE_ALLOWED_ORIGINS") or None,
+                   metavar="ORIGIN", help="CORS allow-list (default: any localhost origin)")
+    p.add_argument("--workers", type=int, default=int(env.get("MECHSCOPE_WORKERS", "2")),
+                   help="engine calls run at once (default 2)")
+    p.add_argument("--max-queue", type=int, default=int(env.get("MECHSCOPE_MAX_QUEUE", "16")),
+                   help="engine calls that may wait for a worker before requests get 503 (default 16)")
+    p.add_argument("--cache-size", type=int, default=128, help="results kept for identical requests (0: off)")
+    p.add_argument("--max-prompt-tokens", type=int, default=None, help="default: the model's context")
+    p.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
+    p.add_argument("--max-top-k", type=int, default=Limits.max_top_k)
+    p.add_argument("--max-sweep-cells", type=int, default=Limits.max_sweep_cells)
+    p.add_argument("--max-new-tokens", type=int, default=Limits.max_new_tokens)
+    p.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes)
+    p.add_argument("--viewer-dir", type=Path, default=Path(env.get("MECHSCOPE_VIEWER_DIR", DEFAULT_VIEWER_DIR)),
+                   help="the built neuron viewer (default: neuron_viewer/dist)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve, _serve_env=env)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    limits = Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts, max_top_k=args.max_top_k,
+                    max_sweep_cells=args.max_sweep_cells, max_new_tokens=args.max_new_tokens,
+                    max_body_bytes=args.max_body_bytes)
+    return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
+                        auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
+                        viewer_dir=args.viewer_dir)
+
+
+def _sae_specs(args: argparse.Namespace) -> list[str]:
+    if args.no_saes:
+        return []
+    return args.sae if args.sae is not None else _env_list(args._serve_env, "MECHSCOPE_SAES")
+
+
+def load_saes(args: argparse.Namespace, model) -> list:
+    from mechscope.autoencoders import check_compatible, load_sae
+    specs = _sae_specs(args)
+    if specs:
+        saes = [load_sae(spec) for spec in specs]
+    elif args.model == "organism" and not args.no_saes:
+        try:
+            from mechscope.autoencoders.organism_saes import load_organism_saes
+        except ImportError:
+            log.warning("the organism's SAEs are not available (mechscope.autoencoders.organism_saes is missing): "
+                        "serving without SAEs")
+            return []
+        saes = list(load_organism_saes())
+    else:
+        saes = []
+    for sae in saes:
+        check_compatible(sae, model.cfg)
+        log.info("SAE at %s: %d latents (%s)", sae.config.hook_point, sae.n_latents, sae.config.activation)
+    return saes
+
+
+def load_datasets(args: argparse.Namespace) -> dict:
+    from .api_datasets import dataset_name, open_node_dataset
+    specs = args.datasets if args.datasets is not None else _env_list(args._serve_env, "MECHSCOPE_DATASETS")
+    explicit = bool(specs)
+    if not specs and args.model == "organism":
+        specs = [str(DEFAULT_ORGANISM_DATASETS)]
+    datasets = {}
+    for spec in specs:
+        try:
+            datasets[dataset_name(spec)] = open_node_dataset(spec)
+        except Exception as e:
+            if explicit:
+                raise
+            log.warning("no node dataset at %s (%s): node pages are off; build one with `mechscope datasets build`",
+                        spec, e)
+    for name, ds in datasets.items():
+        log.info("node dataset %r: %s", name, getattr(ds, "description", ds))
+    return datasets
+
+
+def build_loader(args: argparse.Namespace):
+    def load():
+        from mechscope.inference import load_model
+
+        from .engine import Engine
+        model = load_model(args.model)
+        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layer, model.cfg.n_embd,
+                 model.cfg.n_positions)
+        engine = Engine(model, load_saes(args, model))
+        return engine, load_datasets(args)
+    return load
+
+
+def set_torch_threads(workers: int) -> int:
+    """Split the cores between the workers (each engine call is one torch op stream)."""
+    import torch
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .http_state import ServerState
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    if not _is_loopback(args.host) and config.auth_token is None:
+        log.warning("serving on %s without --auth-token: anyone who can reach this port can use the server", args.host)
+    log.info("torch threads per worker: %d (%d workers)", set_torch_threads(config.workers), config.workers)
+    state = ServerState()
+    state.load_in_background(build_loader(args))
+    app = create_app(state, config)
+    shown = dataclasses.replace(config, auth_token="***" if config.auth_token else None)
+    log.info("serving on http://%s:%d (%s)", args.host, args.port, shown)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
+                server_header=False)
+    return 0

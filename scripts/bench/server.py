@@ -1,0 +1,94 @@
+"""Latency and throughput of TDB attribution requests against a running activation server.
+
+    mechscope serve &                                     # in another shell
+    python scripts/bench/server.py --url http://127.0.0.1:8000 --requests 40 --concurrency 1 8
+
+Each request ablates a different MLP neuron (so the server's cache of identical requests does not
+answer it) on the IOI prompt and its corrupted twin, like the viewer's main view. Prints p50/p99
+latency and requests/s per concurrency level; 503s (server busy) are counted, not timed.
+Run it only when nothing else uses the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+IOI_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+
+
+def attribution_body(i: int, n_layer: int, d_mlp: int, top_k: int) -> dict:
+    node = {"kind": "mlp_neuron", "layer": i % n_layer, "index": (i * 97) % d_mlp, "position": -1}
+    return {"prompts": [{"text": IOI, "interventions": [{"node": node, "mode": "zero"}]}, {"text": IOI_CORRUPTED}],
+            "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": top_k}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def run_level(url: str, headers: dict, concurrency: int, n: int, offset: int, info: dict, top_k: int) -> dict:
+    latencies: list[float] = []
+    busy = errors = 0
+    lock = threading.Lock()
+    cfg = info["model"]
+
+    def one(i: int) -> None:
+        nonlocal busy, errors
+        body = attribution_body(offset + i, cfg["n_layer"], cfg["d_mlp"], top_k)
+        start = time.perf_counter()
+        r = http.post("/api/v1/attribution", json=body, headers=headers)
+        elapsed = time.perf_counter() - start
+        with lock:
+            if r.status_code == 200:
+                latencies.append(elapsed)
+            elif r.status_code == 503:
+                busy += 1
+            else:
+                errors += 1
+
+    with httpx.Client(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as http:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(n)))
+        wall = time.perf_counter() - start
+    ok = len(latencies)
+    return {"concurrency": concurrency, "ok": ok, "busy_503": busy, "errors": errors,
+            "p50_ms": 1000 * statistics.median(latencies) if ok else float("nan"),
+            "p99_ms": 1000 * percentile(latencies, 99) if ok else float("nan"), "req_per_s": ok / wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--token", default=None, help="bearer token, if the server needs one")
+    parser.add_argument("--requests", type=int, default=40, help="requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args(argv)
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    info = httpx.get(f"{args.url}/api/v1/info", headers=headers, timeout=30).raise_for_status().json()
+    print(f"model {info['model']['name']}: {info['model']['n_layer']} layers, d_model {info['model']['d_model']}; "
+          f"{len(info['saes'])} SAEs")
+    offset = 0
+    run_level(args.url, headers, 1, args.warmup, offset, info, args.top_k)
+    offset += args.warmup
+    print(f"{'clients':>7} {'ok':>5} {'503':>5} {'err':>5} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>7}")
+    for c in args.concurrency:
+        r = run_level(args.url, headers, c, args.requests, offset, info, args.top_k)
+        offset += args.requests
+        print(f"{c:>7} {r['ok']:>5} {r['busy_503']:>5} {r['errors']:>5} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
+              f"{r['req_per_s']:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""``mechscope serve`` end to end: a subprocess on a random small checkpoint, bench script smoke."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from mechscope.activation_server.client import ApiError, Client
+from tests.support.live_server import ServeProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
+    directory = small_checkpoint[1]
+    with ServeProcess(["--model", str(directory), "--workers", "1", "--max-prompts", "3",
+                       "--viewer-dir", str(tmp_path / "no_viewer")],
+                      env={"MECHSCOPE_AUTH_TOKEN": "tok-7f3a9", "MECHSCOPE_ALLOWED_ORIGINS": "https://lab.example.org"}
+                      ) as server:
+        ready = server.wait_ready()
+        assert ready.status_code == 200, server.output()
+        with Client(server.url, token="tok-7f3a9") as client:
+            info = client.info()
+            assert info.model.n_layer == 3 and info.saes == [] and info.datasets == []
+            assert info.limits.max_prompts == 3 and info.auth_required
+        try:
+            Client(server.url).info()
+            raise AssertionError("expected 401")
+        except ApiError as e:
+            assert e.status == 401
+        r = httpx.get(server.url + "/healthz", headers={"Origin": "https://lab.example.org"})
+        assert r.headers["access-control-allow-origin"] == "https://lab.example.org"
+        # the benchmark script runs against it (tiny run: a smoke test, not a measurement)
+        bench = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench" / "server.py"), "--url", server.url,
+                                "--token", "tok-7f3a9", "--requests", "2", "--concurrency", "1", "2", "--warmup", "0"],
+                               capture_output=True, text=True, timeout=120)
+        assert bench.returncode == 0, bench.stderr
+        assert "p50 ms" in bench.stdout and len(bench.stdout.strip().splitlines()) == 4
+    assert "ready" in server.output() and "tok-7f3a9" not in server.output()
