@@ -28,6 +28,8 @@ setup-dev: setup $(VENV)/azurite/.installed
 
 serve: setup
 	$(VENV)/bin/mechscope run "$(PROMPT)"
+	$(VENV)/bin/mechscope datasets ensure-organism --out data/datasets
+	$(VENV)/bin/mechscope serve
 
 test: setup-dev
 	$(PY) -m pytest -q

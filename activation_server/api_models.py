@@ -200,10 +200,3 @@ class MessageErrorBody(BaseModel):
     error_id: str | None = None
 
 
-# --- wire variants of engine results ----------------------------------------------------------------
-class PathPatchingResultWire(PathPatchingResult):
-    """PathPatchingResult as sent: ``restored_fraction`` is null (NaN in Python) when the clean and
-    corrupted losses are equal. (The engine schema types it ``float``; JSON has no NaN.)"""
-
-    restored_fraction: float | None = Field(
-        description="(patched - clean) / (corrupted - clean): 1 = senders' full effect; null when undefined")

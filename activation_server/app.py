@@ -23,7 +23,7 @@ from . import api_compute
 from .api_datasets import accepts_hook_point, describe, to_json
 from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, DetokenizeResult, GenerateRequest,
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
-                         NodeActivationsResult, NodePage, PathPatchingResultWire, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
+                         NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .http_errors import NodeNotFound, install_error_handlers
@@ -170,7 +170,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         from .patching import patching_sweep as run
         return await compute("patching/sweep", request, lambda c: c.sweep(request), lambda e: run(e.model, request))
 
-    @api.post("/patching/path", response_model=PathPatchingResultWire, tags=["debugger"])
+    @api.post("/patching/path", response_model=tags=["debugger"])
     async def patching_path(request: PathPatchingRequest) -> PathPatchingResult:
         """Exact path patching from sender heads through receiver heads' q/k/v inputs."""
         from .patching import path_patching as run

@@ -125,6 +125,19 @@ def _cmd_export_tdb(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensure_organism(args: argparse.Namespace) -> int:
+    from mechscope.datasets.node_dataset_organism import ensure_organism_dataset
+    try:
+        from mechscope.autoencoders.organism_saes import load_organism_saes
+        saes = load_organism_saes()
+    except Exception as error:  # noqa: BLE001 - build without latents rather than not at all
+        print(f"organism SAEs unavailable ({error}); building neurons and heads only")
+        saes = []
+    path = ensure_organism_dataset(args.out, rows=args.rows, saes=saes, progress=not args.quiet)
+    print(f"organism dataset ready at {path}")
+    return 0
+
+
 def add_datasets_subcommands(subparsers) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
     """Add ``datasets`` with its subcommands to the main parser's subparsers."""
     datasets = subparsers.add_parser("datasets", help="build, copy, list and export node datasets",
@@ -161,6 +174,12 @@ def add_datasets_subcommands(subparsers) -> argparse.ArgumentParser:  # type: ig
         copy.add_argument("--prefix", default="", help="only datasets under this prefix")
         copy.add_argument("--quiet", action="store_true")
         copy.set_defaults(func=_cmd_copy)
+
+    ensure = sub.add_parser("ensure-organism", help="build the organism's dataset (with its SAEs) if missing or stale")
+    ensure.add_argument("--out", default=DEFAULT_OUT, help=f"local directory (default {DEFAULT_OUT})")
+    ensure.add_argument("--rows", type=int, default=3000)
+    ensure.add_argument("--quiet", action="store_true")
+    ensure.set_defaults(func=_cmd_ensure_organism)
 
     ls = sub.add_parser("ls", help="list the node datasets in a store")
     ls.add_argument("store")

@@ -26,6 +26,7 @@ class Engine:
         self.tokenizer = gpt2_tokenizer()
         self.saes = {}
         for sae in saes:
+            sae.requires_grad_(False).eval()  # gradients flow through activations, never into weights
             point = sae.config.hook_point
             if point in self.saes:
                 raise ValueError(f"two SAEs at {point}")

@@ -12,7 +12,7 @@ from mechscope.inference import MaskedPatch, Patch
 
 from .errors import RequestError
 from .explained import loss_scalar
-from .prompts import prepare_prompts
+from .prompts import check_loss, prepare_prompts
 from .schemas import (LossSpec, PathPatchingRequest, PathPatchingResult, PatchingSweepRequest, PatchingSweepResult,
                       PromptSpec)
 
@@ -33,8 +33,13 @@ def _pair(model, clean: str, corrupted: str, loss: LossSpec, prepend_bos: bool):
                            f"({prepared.lengths[0]} vs {prepared.lengths[1]})", field="corrupted")
     if loss.kind == "kl":
         raise RequestError("patching measures logit_diff or log_prob losses", field="loss.kind")
+    check_loss(loss, 2)
     clean_p = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos)], model.cfg.n_positions)
     return prepared, clean_p
+
+
+def _nones(nested):
+    return [_nones(x) for x in nested] if isinstance(nested, list) else None
 
 
 SWEEP_HOOKS = {"heads": "attn.hook_z", "heads_by_position": "attn.hook_z", "resid_pre": "hook_resid_pre",
@@ -76,9 +81,9 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
         losses.append(loss_fn(out))
     raw = torch.cat(losses).reshape(shape)
     denom = clean_loss - corrupted_loss
-    norm = (raw - corrupted_loss) / denom if abs(denom) > 1e-9 else torch.full_like(raw, float("nan"))
+    norm = ((raw - corrupted_loss) / denom).tolist() if abs(denom) > 1e-9 else _nones(raw.tolist())
     from .attribution import gpt2_token
-    return PatchingSweepResult(kind=request.kind, axes=axes, values=norm.tolist(), raw_loss=raw.tolist(),
+    return PatchingSweepResult(kind=request.kind, axes=axes, values=norm, raw_loss=raw.tolist(),
                                clean_loss=clean_loss, corrupted_loss=corrupted_loss,
                                tokens=[gpt2_token(t) for t in prepared.token_ids[0]])
 
@@ -121,4 +126,4 @@ def path_patching(model, request: PathPatchingRequest) -> PathPatchingResult:
         patched = float(loss_fn(model(clean_tokens, interventions=patches))[0])
     denom = corrupted_loss - clean_loss
     return PathPatchingResult(clean_loss=clean_loss, corrupted_loss=corrupted_loss, patched_loss=patched,
-                              restored_fraction=(patched - clean_loss) / denom if abs(denom) > 1e-9 else float("nan"))
+                              restored_fraction=(patched - clean_loss) / denom if abs(denom) > 1e-9 else None)

@@ -189,8 +189,9 @@ class PatchingSweepRequest(Strict):
 class PatchingSweepResult(Strict):
     kind: SweepKind
     axes: list[str] = Field(description="names of the axes of `values`, e.g. ['layer', 'head']")
-    values: list = Field(description="nested lists: normalised restored loss per cell")
-    raw_loss: list = Field(description="nested lists: the loss of each patched run")
+    values: list[list[float | None]] | list[list[list[float | None]]] = Field(
+        description="normalised restored loss per cell (null when clean and corrupted losses are equal)")
+    raw_loss: list[list[float]] | list[list[list[float]]] = Field(description="the loss of each patched run")
     clean_loss: float
     corrupted_loss: float
     tokens: list[str]
@@ -215,7 +216,8 @@ class PathPatchingResult(Strict):
     clean_loss: float
     corrupted_loss: float
     patched_loss: float
-    restored_fraction: float = Field(description="(patched - clean) / (corrupted - clean): 1 = senders' full effect")
+    restored_fraction: float | None = Field(
+        description="(patched - clean) / (corrupted - clean): 1 = senders' full effect; null when undefined")
 
 
 # --- lenses ------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_patching_graph_and_lens_equal_engine(client, http_engine):
 def test_nan_comes_back_as_nan(client):
     """Identical clean and corrupted prompts: the restored fraction is 0/0 (JSON null on the wire)."""
     result = client.path_patching(PathPatchingRequest(clean=IOI, corrupted=IOI, loss=LOSS, senders=[(0, 0)]))
-    assert math.isnan(result.restored_fraction) and result.clean_loss == result.corrupted_loss
+    assert result.restored_fraction is None and result.clean_loss == result.corrupted_loss
 
 
 def _hf_mlp_acts(hf, layer: int, ids: list[int]) -> torch.Tensor:
