@@ -24,7 +24,7 @@ class Health(_Strict):
 # --- tokenizer ---------------------------------------------------------------------------------------
 class TokenizeRequest(_Strict):
     text: str = Field(description="text to tokenize (may be empty)")
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class TokenizeResult(_Strict):
@@ -130,7 +130,7 @@ class GenerateRequest(_Strict):
     temperature: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False, description="0 = greedy")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
     interventions: list[GenerationIntervention] = Field(default_factory=list)
 
 
@@ -163,7 +163,7 @@ class NodePage(_Strict):
 class NodeActivationsRequest(_Strict):
     component: ComponentRef
     prompts: list[str] = Field(min_length=1)
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
     head_value: Literal["write_norm", "attention_prob"] = Field(
         default="write_norm",
         description="heads: ‖p·v_k W_O‖ (TDB's attn_write_norm) or the attention probability per (query, key)")

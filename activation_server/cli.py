@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("prompt")
     run.add_argument("--model", default="organism", help="organism (default), a hub name such as gpt2, or a directory")
     run.add_argument("--top-k", type=int, default=10)
-    run.add_argument("--prepend-bos", action="store_true", help="start the prompt with <|endoftext|>")
+    run.add_argument("--no-prepend-bos", dest="prepend_bos", action="store_false",
+                     help="do not start the prompt with <|endoftext|> (by default it does, as in training)")
     run.set_defaults(func=_cmd_run)
     from .cli_datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)

@@ -147,7 +147,7 @@ class Client:
         return self._call("GET", "/api/v1/datasets", list[DatasetInfo])
 
     # --- tokenizer -----------------------------------------------------------------------------------
-    def tokenize(self, text: str, prepend_bos: bool = False) -> TokenizeResult:
+    def tokenize(self, text: str, prepend_bos: bool = True) -> TokenizeResult:
         return self._call("POST", "/api/v1/tokenize", TokenizeResult, TokenizeRequest(text=text, prepend_bos=prepend_bos))
 
     def detokenize(self, ids: list[int]) -> DetokenizeResult:

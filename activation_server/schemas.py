@@ -70,7 +70,7 @@ class NodeIntervention(Strict):
 class PromptSpec(Strict):
     text: str = Field(min_length=1, description="the prompt text")
     interventions: list[NodeIntervention] = Field(default_factory=list)
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class LossSpec(Strict):
@@ -183,7 +183,7 @@ class PatchingSweepRequest(Strict):
     corrupted: str = Field(min_length=1)
     loss: LossSpec
     kind: SweepKind = "heads"
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class PatchingSweepResult(Strict):
@@ -209,7 +209,7 @@ class PathPatchingRequest(Strict):
     receivers: list[tuple[NonNegInt, NonNegInt]] = Field(default_factory=list,
                                                          description="(layer, head) pairs; empty = straight to the logits")
     receiver_inputs: list[Literal["q", "k", "v"]] = Field(default_factory=lambda: ["q", "k", "v"])
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class PathPatchingResult(Strict):
@@ -226,7 +226,7 @@ class LogitLensRequest(Strict):
     position: int = -1
     targets: list[str] = Field(default_factory=list, description="tokens whose probability is tracked per layer")
     top_k: int = Field(default=10, ge=1)
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class LensLayer(Strict):
@@ -263,7 +263,7 @@ class GraphRequest(Strict):
     attention: AttnSide = "heads"
     max_nodes: int = Field(default=24, ge=1, le=200)
     max_edges: int = Field(default=60, ge=1, le=1000)
-    prepend_bos: bool = False
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
 class GraphNode(Strict):

@@ -15,7 +15,8 @@ LOSS = LossSpec(targets=[" Mary"], distractors=[" John"])
 
 
 def _request(*prompts, **kw):
-    return AttributionRequest(prompts=[p if isinstance(p, PromptSpec) else PromptSpec(text=p) for p in prompts],
+    return AttributionRequest(prompts=[p if isinstance(p, PromptSpec) else PromptSpec(text=p, prepend_bos=False)
+                                       for p in prompts],
                               loss=kw.pop("loss", LOSS), **kw)
 
 
