@@ -12,7 +12,7 @@ const checkedIn = join(root, "src/api/schema.d.ts");
 const dir = mkdtempSync(join(tmpdir(), "mechscope-api-"));
 try {
   const fresh = join(dir, "schema.d.ts");
-  execFileSync(join(root, "node_modules/.bin/openapi-typescript"), [join(root, "openapi.json"), "-o", fresh],
+  execFileSync(join(root, "node_modules/.bin/openapi-typescript"), [join(root, "openapi.json"), "-o", fresh, "--default-non-nullable", "false"],
     { stdio: ["ignore", "ignore", "inherit"] });
   if (readFileSync(fresh, "utf8") !== readFileSync(checkedIn, "utf8")) {
     console.error("src/api/schema.d.ts is stale: it differs from the types generated from openapi.json.\n" +
