@@ -181,12 +181,45 @@ describe("neuron viewer against a live mechscope serve", () => {
     assert.match(await notice.textContent(), /no node datasets are loaded/);
     await page.getByLabel("live activations").locator(".token-heatmap .tok.hot").first().waitFor();
     const title = await page.getByTestId("node-title").textContent();
-    await page.keyboard.press("ArrowRight");
-    await page.waitForFunction((t) => document.querySelector('[data-testid="node-title"]')?.textContent !== t, title);
+    assert.match(title, /^layer 0 head \d$/);
+    await page.keyboard.press("ArrowDown"); // next layer, same head
+    await page.waitForFunction((t) => document.querySelector('[data-testid="node-title"]')?.textContent === t, title.replace("layer 0", "layer 1"));
+    assert.equal(searchParams().get("layer"), "1");
+    await page.getByLabel("live activations").locator(".token-heatmap .tok.hot").first().waitFor();
     await shot("5-node-page");
     await page.goBack();
     await page.goBack();
     await page.getByTestId("trace-banner").waitFor();
+  });
+
+  it("compares two prompts, sweeps patching (click a cell: the table shows that head) and draws the graph", async () => {
+    const corrupted = "When Mary and John went to the store, Mary gave a drink to";
+    const q = (o) => Object.entries(o).map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
+    await page.goto(`${base}/?${q({ prompt: PROMPT, prompt2: corrupted, target: " Mary", distractor: " John", panel: "sweep" })}`);
+    await page.locator('[data-sort="total_effect.diff"]').waitFor();
+    const sweep = await api("/patching/sweep", { clean: PROMPT, corrupted, loss: LOSS, kind: "heads" });
+    await page.locator("table.heatmap td").first().waitFor();
+    assert.equal(await page.locator("table.heatmap tbody tr").count(), sweep.values.length);
+    await shot("6-sweep");
+    // the head whose patching restores the most: it is among the table's top nodes
+    let best = [0, 0];
+    sweep.values.forEach((row, l) => row.forEach((v, h) => {
+      if (v !== null && Math.abs(v) > Math.abs(sweep.values[best[0]][best[1]] ?? 0)) best = [l, h];
+    }));
+    const label = `L${best[0]}.H${best[1]}`;
+    await page.locator(`table.heatmap td[data-cell="${best[0]},${best[1]}"]`).click();
+    await page.getByTestId("loss").waitFor();
+    assert.equal(searchParams().get("q"), label);
+    await page.locator("[data-row-index] .nt-name").first().waitFor();
+    const names = await page.locator("[data-row-index] .nt-name").allTextContents();
+    assert.ok(names.length > 0 && names.every((n) => n === label), `rows after the click: ${names}`);
+    await page.getByRole("button", { name: "circuit graph" }).click();
+    const graph = await api("/graph", { prompt: PROMPT, loss: LOSS, mlp: "neurons", attention: "heads" });
+    await page.locator("svg.graph g.graph-node").first().waitFor();
+    assert.equal(await page.locator("svg.graph g.graph-node").count(), graph.nodes.length);
+    await shot("7-graph");
+    await page.locator("svg.graph g.graph-node.link").first().click();
+    await page.getByTestId("node-title").waitFor();
   });
 
   it("shows the server's 422 message, not a bare 'Error'", async () => {
@@ -194,7 +227,7 @@ describe("neuron viewer against a live mechscope serve", () => {
     const alert = page.getByRole("alert").filter({ hasText: "attribution failed" });
     await alert.waitFor();
     assert.match(await alert.textContent(), /HTTP 422\): top_k: .+/);
-    await shot("6-error-422");
+    await shot("8-error-422");
   });
 
   it("sorts a 10,000-row node table in under 200 ms", async () => {
@@ -215,7 +248,7 @@ describe("neuron viewer against a live mechscope serve", () => {
     console.log(`sort times for 10,000 rows (ms): ${times.map((t) => t.toFixed(1)).join(", ")}`);
     await page.locator('[data-testid="virtual-rows"]').evaluate((el) => { el.scrollTop = 24 * 5000; });
     await page.locator('[data-row-index="5000"]').waitFor();
-    await shot("7-synthetic-10k");
+    await shot("9-synthetic-10k");
     assert.ok(Math.max(...times) < 200, `a sort took ${Math.max(...times).toFixed(1)} ms`);
   });
 });

@@ -2,6 +2,10 @@
 import type { PromptResult, TokenPrediction } from "../api/client";
 import { formatNumber, showToken } from "../lib/color";
 
+export function formatProb(p: number): string {
+  return p >= 1e-4 ? `${(100 * p).toFixed(2)}%` : p.toExponential(1);
+}
+
 function Rows({ title, rows, mark }: { title: string; rows: TokenPrediction[]; mark?: Set<number> }) {
   return (
     <>
@@ -10,7 +14,7 @@ function Rows({ title, rows, mark }: { title: string; rows: TokenPrediction[]; m
         <tr key={`${title}-${p.token_id}`} className={mark?.has(p.token_id) ? "marked" : undefined}>
           <td className="num">{p.rank}</td>
           <td className="mono">{showToken(p.token)}</td>
-          <td className="num mono">{(100 * p.prob).toFixed(2)}%</td>
+          <td className="num mono">{formatProb(p.prob)}</td>
           <td className="num mono">{formatNumber(p.logit, 2)}</td>
         </tr>
       ))}

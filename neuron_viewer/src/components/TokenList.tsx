@@ -14,7 +14,7 @@ function TokenChip({ text, onRemove }: { text: string; onRemove: () => void }) {
   const tokens = useTokens(text, 0);
   const warnings = textWarnings(text);
   if (tokens.status === "ok" && tokens.data.ids.length > 1)
-    warnings.push(`${tokens.data.ids.length} tokens: only the whole sequence is scored by log_prob; logit_diff uses the first`);
+    warnings.push(`${tokens.data.ids.length} tokens: the logit-difference loss needs single-token targets`);
   return (
     <span className={`token-chip${warnings.length ? " warn" : ""}`} data-testid="token-chip">
       <code>{showToken(text)}</code>

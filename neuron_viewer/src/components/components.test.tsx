@@ -65,7 +65,7 @@ describe("NodeTable", () => {
 });
 
 describe("ResultView", () => {
-  it("shows the loss, the interventions with remove, and the traced node", () => {
+  it("shows the traced value, the interventions with remove, and the traced node", async () => {
     const result = syntheticResult(20);
     const state: DebuggerState = {
       ...DEFAULT_STATE, prompt: "x", targets: [" a"], distractors: [" b"],
@@ -75,12 +75,15 @@ describe("ResultView", () => {
     const navigated: DebuggerState[] = [];
     // the baseline-loss request goes to a server that refuses: the view must stay readable
     const client = makeClient("http://127.0.0.1:9", async () => new Response(JSON.stringify({ detail: "busy" }), { status: 503 }));
-    render(
-      <ClientContext.Provider value={client}>
-        <ResultView state={state} info={null} result={result} navigate={(s) => navigated.push(s)} openNode={() => {}} />
-      </ClientContext.Provider>,
-    );
+    await act(async () => {
+      render(
+        <ClientContext.Provider value={client}>
+          <ResultView state={state} info={null} result={result} navigate={(s) => navigated.push(s)} openNode={() => {}} />
+        </ClientContext.Provider>,
+      );
+    });
     expect(screen.getByTestId("loss").textContent).toBe("1.2345");
+    expect(screen.getByText("traced value")).toBeTruthy();
     expect(screen.getByTestId("trace-banner").textContent).toContain("L2.N5");
     fireEvent.click(screen.getByLabelText("remove intervention 0"));
     expect(navigated[0].interventions).toEqual([]);

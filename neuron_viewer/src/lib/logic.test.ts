@@ -145,5 +145,7 @@ describe("panels and node pages", () => {
     expect(navigateKey(n, "ArrowLeft", 3)).toBeNull();
     expect(navigateKey({ ...n, layer: 2 }, "ArrowDown", 3)).toBeNull();
     expect(navigateKey(n, "ArrowDown", 3)).toEqual({ ...n, layer: 1 });
+    expect(navigateKey({ ...n, index: 3 }, "ArrowRight", 3, 4)).toBeNull();
+    expect(navigateKey({ ...n, index: 2 }, "ArrowRight", 3, 4)).toEqual({ ...n, index: 3 });
   });
 });

@@ -22,33 +22,37 @@ export interface DebuggerViewProps {
   openNode: (node: NodeAddress) => void;
 }
 
-function LossPanel({ state, result, navigate }: { state: DebuggerState; result: AttributionResult; navigate: DebuggerViewProps["navigate"] }) {
+function LossPanel({ state, resultState, result, navigate }: {
+  state: DebuggerState; resultState: DebuggerState; result: AttributionResult; navigate: DebuggerViewProps["navigate"];
+}) {
   const client = useClient();
   const tokens = result.prompts[0].tokens;
-  const baselineReq = useMemo(() => attributionRequest({ ...state, interventions: [], trace: null }, { top_k: 1 }), [state]);
-  const baseline = useLoad(state.interventions.length ? JSON.stringify(baselineReq) : null,
+  // the same request without interventions (the trace, if any, kept): the value before the changes
+  const baselineReq = useMemo(() => attributionRequest({ ...resultState, interventions: [] }, { top_k: 1 }), [resultState]);
+  const baseline = useLoad(resultState.interventions.length ? JSON.stringify(baselineReq) : null,
     () => unwrap(client.POST("/api/v1/attribution", { body: baselineReq })));
   // the loss before / after each change, in the order the changes were made in this tab
   const history = useRef<{ label: string; loss: number }[]>([]);
   const [, redraw] = useState(0);
   const loss = result.prompts[0].loss;
   useEffect(() => {
-    const label = state.interventions.length
-      ? state.interventions.map((iv) => `${iv.mode} ${describeNode(iv.node)}`).join(", ") : "no interventions";
+    const ivs = resultState.interventions;
+    const label = (ivs.length ? ivs.map((iv) => `${iv.mode} ${describeNode(iv.node)}`).join(", ") : "no interventions") +
+      (resultState.trace ? ` (tracing ${describeTrace(resultState.trace)})` : "");
     const last = history.current[history.current.length - 1];
     if (!last || last.label !== label || last.loss !== loss) {
       history.current = [...history.current.slice(-9), { label, loss }];
       redraw((x) => x + 1);
     }
-  }, [loss, state.interventions]);
+  }, [loss, resultState]);
   const before = baseline.status === "ok" ? baseline.data.prompts[0].loss : null;
   return (
     <section className="loss-panel" aria-label="loss">
       <div>
-        <span className="field-label">loss</span>{" "}
+        <span className="field-label">{state.trace ? "traced value" : "loss"}</span>{" "}
         <span className="loss-value mono" data-testid="loss">{formatNumber(loss, 4)}</span>
         {result.prompts[1] && <span className="muted mono"> second prompt: {formatNumber(result.prompts[1].loss, 4)}</span>}
-        {state.interventions.length > 0 && (
+        {resultState.interventions.length > 0 && (
           <span className="mono" data-testid="loss-before">
             {" "}(without interventions: {before === null ? "…" : formatNumber(before, 4)}
             {before !== null && `, Δ ${formatNumber(loss - before, 4)}`})
@@ -86,7 +90,10 @@ function LossPanel({ state, result, navigate }: { state: DebuggerState; result: 
   );
 }
 
-export function ResultView({ state, info, result, navigate, openNode }: DebuggerViewProps & { result: AttributionResult }) {
+/** `resultState` is the state whose request produced `result` (the current `state` may be newer). */
+export function ResultView({ state, resultState = state, info, result, navigate, openNode }: DebuggerViewProps & {
+  result: AttributionResult; resultState?: DebuggerState;
+}) {
   const comparing = result.prompts.length > 1;
   const onAction = (row: NodeRow, action: NodeAction) => {
     if (action.type === "ablate") navigate(withIntervention(state, row, action.mode));
@@ -98,7 +105,7 @@ export function ResultView({ state, info, result, navigate, openNode }: Debugger
   const layers = info?.model.n_layer ?? Math.max(0, ...result.nodes.map((n) => (n.layer ?? -1) + 1));
   return (
     <>
-      <LossPanel state={state} result={result} navigate={navigate} />
+      <LossPanel state={state} resultState={resultState} result={result} navigate={navigate} />
       <div className="result-grid">
         <div className="predictions-col">
           {result.prompts.map((p, i) => <Predictions key={i} result={p} title={i === 0 ? "prompt" : "second prompt"} />)}
@@ -123,10 +130,11 @@ export function DebuggerView(props: DebuggerViewProps) {
   const result = useLoad(ready ? JSON.stringify(request) : null,
     () => unwrap(client.POST("/api/v1/attribution", { body: request })));
   // keep the last result on screen while the next one computes
-  const [shown, setShown] = useState<AttributionResult | null>(null);
+  const [shown, setShown] = useState<{ result: AttributionResult; state: DebuggerState } | null>(null);
   useEffect(() => {
-    if (result.status === "ok") setShown(result.data);
+    if (result.status === "ok") setShown({ result: result.data, state });
     if (result.status === "idle") setShown(null);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [result]);
   return (
     <div className="debugger">
@@ -142,7 +150,11 @@ export function DebuggerView(props: DebuggerViewProps) {
       {state.panel === "graph" && <GraphPanel state={state} navigate={navigate} openNode={props.openNode} />}
       {!ready && <p className="muted">Type a prompt, a target and a distractor, then Run.</p>}
       <Status load={result} what="attribution" />
-      {shown && <div className={result.status === "loading" ? "stale" : ""}><ResultView {...props} result={shown} /></div>}
+      {shown && (
+        <div className={result.status === "loading" ? "stale" : ""}>
+          <ResultView {...props} resultState={shown.state} result={shown.result} />
+        </div>
+      )}
     </div>
   );
 }

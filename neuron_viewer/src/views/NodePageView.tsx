@@ -10,14 +10,28 @@ import { useClient, useLoad } from "../lib/useApi";
 import type { NodeAddress } from "../lib/urlState";
 import { Status } from "../components/Status";
 
+/** Layers one can move through: the model's, or for a latent only its own SAE's layer. */
+function n_layers(n: NodeAddress, info: ServerInfo | null): number | null {
+  if (!info) return null;
+  return n.kind === "sae_latent" ? n.layer + 1 : info.model.n_layer;
+}
+
 export function nodeTitle(n: NodeAddress): string {
   const what = n.kind === "attn_head" ? `head ${n.index}` : n.kind === "mlp_neuron" ? `neuron ${n.index}` : `latent ${n.index}`;
   return `layer ${n.layer} ${what}${n.sae ? ` (${n.sae})` : ""}`;
 }
 
-/** The node a navigation key leads to (ArrowLeft/Right: index, ArrowUp/Down: layer), or null. */
-export function navigateKey(n: NodeAddress, key: string, layers: number | null): NodeAddress | null {
-  if (key === "ArrowRight") return { ...n, index: n.index + 1 };
+/** How many components of the node's kind a layer has (null when the server info is not known). */
+export function componentCount(n: NodeAddress, info: ServerInfo | null): number | null {
+  if (!info) return null;
+  if (n.kind === "attn_head") return info.model.n_head;
+  if (n.kind === "mlp_neuron") return info.model.d_mlp;
+  return info.saes.find((s) => s.hook_point === n.sae)?.n_latents ?? null;
+}
+
+/** The node a navigation key leads to (ArrowLeft/Right: index, ArrowUp/Down: layer), or null at the edges. */
+export function navigateKey(n: NodeAddress, key: string, layers: number | null, count: number | null = null): NodeAddress | null {
+  if (key === "ArrowRight") return count === null || n.index + 1 < count ? { ...n, index: n.index + 1 } : null;
   if (key === "ArrowLeft") return n.index > 0 ? { ...n, index: n.index - 1 } : null;
   if (key === "ArrowDown") return layers === null || n.layer + 1 < layers ? { ...n, layer: n.layer + 1 } : null;
   if (key === "ArrowUp") return n.layer > 0 ? { ...n, layer: n.layer - 1 } : null;
@@ -108,12 +122,13 @@ export function NodePageView({ node, prompts, info, go, back }: {
   const writes = useLoad(paged ? `w:${key}` : null, () => unwrap(client.POST("/api/v1/write-tokens", {
     body: { node: { kind: node.kind, layer: node.layer, index: node.index, position: -1, sae: node.sae }, k: 10 },
   })));
-  const layers = info?.model.n_layer ?? null;
+  const layers = n_layers(node, info);
+  const count = componentCount(node, info);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       const target = e.target as HTMLElement | null;
       if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
-      const next = navigateKey(node, e.key, layers);
+      const next = navigateKey(node, e.key, layers, count);
       if (next) {
         e.preventDefault();
         go(next);
@@ -121,10 +136,10 @@ export function NodePageView({ node, prompts, info, go, back }: {
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [node, layers, go]);
+  }, [node, layers, count, go]);
   const data = page.status === "ok" ? readPage(page.data.data) : null;
   const nav = (arrow: string, label: string) => {
-    const next = navigateKey(node, arrow, layers);
+    const next = navigateKey(node, arrow, layers, count);
     return <button disabled={!next} onClick={() => next && go(next)} title={arrow}>{label}</button>;
   };
   return (
