@@ -128,3 +128,50 @@ describe("NodePageView", () => {
     expect(screen.getByTestId("node-title").textContent).toBe("layer 1 head 2");
   });
 });
+
+describe("NodePageView with a dataset page", () => {
+  // the JSON the server passes through for mechscope's NodePageData (datasets/node_records.py)
+  const page = {
+    dataset: "organism", kind: "attn_head", layer: 1, index: 2,
+    data: {
+      kind: "attn_head", layer: 1, index: 2, token_pair: true, source: "test",
+      top_examples: [{ tokens: ["When", " Mary", " and", " John"], activations: [0, 0.5, 0.1, 2.0], max_activation: 2.0, max_position: 3,
+        token_pair_activations: [0, 0.5, 0, 0, 0.1, 0, 0, 2.0, 0, 0] }],
+      random_sample: [{ tokens: ["x", " y"], activations: [0.2, 0], max_activation: 0.2 }],
+      quantile_samples: [[{ tokens: ["q"], activations: [0.1], max_activation: 0.1 }]],
+      quantile_boundaries: [0.5],
+      stats: { mean: 0.25, max: 2.0, density: null },
+      histogram: { edges: [0, 1, 2], counts: [10, 3], underflow: 0, overflow: 1 },
+      promoted_tokens: [{ token: " Mary", token_id: 5335, value: 1.5 }],
+      suppressed_tokens: [{ token: " John", token_id: 1757, value: -1.2 }],
+    },
+  };
+  it("renders examples with heatmaps, token-pair hover, samples, histogram and token effects", async () => {
+    const client = makeClient("http://127.0.0.1:9", async (input) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (url.includes("/nodes/attn_head/1/2")) return new Response(JSON.stringify(page), { status: 200, headers: { "Content-Type": "application/json" } });
+      return new Response(JSON.stringify({ detail: "unexpected" }), { status: 500 });
+    });
+    await act(async () => {
+      render(
+        <ClientContext.Provider value={client}>
+          <NodePageView node={{ kind: "attn_head", layer: 1, index: 2, sae: null }} prompts={[]} info={null} go={() => {}} back={() => {}} />
+        </ClientContext.Provider>,
+      );
+    });
+    const top = await screen.findByLabelText("top-activating examples");
+    const toks = top.querySelectorAll(".tok");
+    expect([...toks].map((t) => t.textContent)).toEqual(["When", "·Mary", "·and", "·John"]);
+    expect(toks[3].classList.contains("max")).toBe(true);
+    expect((toks[3] as HTMLElement).style.background).toContain("0.9");
+    fireEvent.mouseEnter(toks[3]); // query 3 attends to key 1 ([0, 2.0, 0, 0] is row 3)
+    expect((toks[1] as HTMLElement).style.background).toContain("0.9");
+    expect((toks[3] as HTMLElement).style.background).toBe("transparent");
+    expect(screen.getByLabelText("random sample").textContent).toContain("·y");
+    expect(screen.getByLabelText("activation histogram").querySelectorAll("rect")).toHaveLength(2);
+    expect(screen.getByLabelText("promoted tokens").textContent).toContain("·Mary");
+    expect(screen.getByLabelText("suppressed tokens").textContent).toContain("-1.200");
+    expect(screen.getByLabelText("statistics").textContent).toContain("0.250");
+  });
+});
+
