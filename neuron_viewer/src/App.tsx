@@ -35,6 +35,17 @@ function SyntheticTable({ rows, state, go }: { rows: number; state: DebuggerStat
   );
 }
 
+/** Copies the page's URL, which holds the whole view. */
+function CopyLink() {
+  const [done, setDone] = useState(false);
+  return (
+    <button className="link" title="the URL reproduces this view" onClick={() => {
+      navigator.clipboard?.writeText(window.location.href).then(() => setDone(true), () => setDone(false));
+      setTimeout(() => setDone(false), 1500);
+    }}>{done ? "link copied" : "copy link"}</button>
+  );
+}
+
 function TokenBox() {
   const [open, setOpen] = useState(false);
   const [value, setValue] = useState(authToken() ?? "");
@@ -65,6 +76,7 @@ export function App() {
           </span>
         )}
         <span className="spacer" />
+        <CopyLink />
         <TokenBox />
       </header>
       {route.view !== "synthetic" && <Status load={info} what="server info" />}

@@ -44,6 +44,7 @@ function Examples({ title, windows, tokenPair }: { title: string; windows: Examp
   return (
     <section className="examples" aria-label={title}>
       <h3>{title}</h3>
+      {tokenPair && <p className="muted">hover a token to see which earlier tokens it attends to</p>}
       {windows.map((w, i) => (
         <div key={i} className="example">
           <span className="muted mono max">{formatNumber(w.max_activation, 2)}</span>
@@ -96,6 +97,7 @@ function LiveActivations({ node, prompts }: { node: NodeAddress; prompts: string
   return (
     <section aria-label="live activations">
       <h3>On your prompts</h3>
+      {node.kind === "attn_head" && <p className="muted">each query token by its largest write norm over keys; hover a token to see the keys it attends to</p>}
       <Status load={live} what="activations" />
       {live.status === "ok" && live.data.prompts.map((p, i) => {
         const values = p.values ?? (p.matrix ?? []).map((row) => Math.max(0, ...row));
