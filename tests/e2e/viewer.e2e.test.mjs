@@ -74,6 +74,7 @@ const searchParams = () => new URL(page.url()).searchParams;
 before(async () => {
   assert.ok(existsSync(join(VIEWER, "dist", "index.html")), "build the viewer first: cd neuron_viewer && npm run build");
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
+  rmSync(SHOTS, { recursive: true, force: true });
   mkdirSync(SHOTS, { recursive: true });
   tmp = mkdtempSync(join(tmpdir(), "mechscope-e2e-"));
   let model = process.env.MECHSCOPE_E2E_MODEL;
