@@ -1,0 +1,123 @@
+/** The node table's model: labels, values per side (left / right / diff), filtering and sorting. */
+import type { NodeKind, NodeRef, NodeRow, TraceSpec } from "../api/client";
+import type { DebuggerState, Metric, Side, SortSpec } from "./urlState";
+
+export const KIND_LABELS: Record<NodeKind, string> = {
+  embedding: "token emb",
+  pos_embedding: "pos emb",
+  attn_head: "head",
+  mlp_neuron: "neuron",
+  sae_latent: "latent",
+  sae_error: "SAE error",
+};
+
+/** A short label: "L1.H3", "L0.N42", "L2.latent 7", "tok emb"; the SAE's point for latents. */
+export function componentLabel(row: Pick<NodeRow, "kind" | "layer" | "index" | "sae">): string {
+  switch (row.kind) {
+    case "attn_head":
+      return `L${row.layer}.H${row.index}`;
+    case "mlp_neuron":
+      return `L${row.layer}.N${row.index}`;
+    case "sae_latent":
+      return `L${row.layer}.F${row.index}`;
+    case "sae_error":
+      return `L${row.layer}.err`;
+    default:
+      return KIND_LABELS[row.kind];
+  }
+}
+
+export function positionLabel(row: NodeRow, prompt: number, tokens?: string[]): string {
+  const q = row.positions[prompt];
+  if (q === null || q === undefined) return "–";
+  const show = (p: number) => (tokens ? `${p} ${JSON.stringify(tokens[p] ?? "")}` : String(p));
+  const k = row.key_positions?.[prompt];
+  return k === null || k === undefined ? show(q) : `${show(q)} ← ${show(k)}`;
+}
+
+/** The node of a table row on one prompt (for interventions and traces). */
+export function nodeRef(row: NodeRow, prompt = 0): NodeRef | null {
+  const position = row.positions[prompt];
+  if (position === null || position === undefined) return null;
+  const key = row.key_positions?.[prompt];
+  return {
+    kind: row.kind,
+    layer: row.layer ?? null,
+    index: row.index,
+    position,
+    key_position: key ?? null,
+    sae: row.sae ?? null,
+  };
+}
+
+export function sameNode(a: NodeRef, b: NodeRef): boolean {
+  return a.kind === b.kind && (a.layer ?? null) === (b.layer ?? null) && (a.index ?? 0) === (b.index ?? 0) &&
+    a.position === b.position && (a.key_position ?? null) === (b.key_position ?? null) && (a.sae ?? null) === (b.sae ?? null);
+}
+
+export function describeNode(node: NodeRef, tokens?: string[]): string {
+  const base = componentLabel({ kind: node.kind, layer: node.layer ?? null, index: node.index ?? 0, sae: node.sae });
+  const tok = (p: number) => {
+    const i = p < 0 && tokens ? tokens.length + p : p;
+    return tokens && tokens[i] !== undefined ? `${p} ${JSON.stringify(tokens[i])}` : String(p);
+  };
+  const at = node.key_position === null || node.key_position === undefined
+    ? `@${tok(node.position)}` : `@${tok(node.position)}←${tok(node.key_position)}`;
+  return `${base} ${at}`;
+}
+
+export function describeTrace(trace: TraceSpec, tokens?: string[]): string {
+  const down = trace.downstream ? ` → ${describeNode(trace.downstream, tokens)}` : "";
+  return `${describeNode(trace.node, tokens)} via ${trace.through ?? "pre"}${down}`;
+}
+
+export function value(row: NodeRow, metric: Metric, side: Side): number | null {
+  const left = row.values[0]?.[metric] ?? null;
+  if (side === "left") return left;
+  const right = row.values[1]?.[metric] ?? null;
+  if (side === "right") return right;
+  return left === null || right === null ? null : right - left;
+}
+
+export interface TableFilter {
+  kinds: NodeKind[];
+  layer: number | null;
+  search: string;
+}
+
+export function filterRows(rows: NodeRow[], filter: TableFilter): NodeRow[] {
+  const needle = filter.search.trim().toLowerCase();
+  return rows.filter((row) =>
+    (filter.kinds.length === 0 || filter.kinds.includes(row.kind)) &&
+    (filter.layer === null || row.layer === filter.layer) &&
+    (needle === "" || `${componentLabel(row)} ${KIND_LABELS[row.kind]} ${row.key}`.toLowerCase().includes(needle)));
+}
+
+/** Rows sorted by one column; missing values last whatever the direction. */
+export function sortRows(rows: NodeRow[], sort: SortSpec): NodeRow[] {
+  const keyed = rows.map((row) => {
+    const v = value(row, sort.metric, sort.side);
+    return { row, v: v === null ? null : sort.abs ? Math.abs(v) : v };
+  });
+  const sign = sort.desc ? -1 : 1;
+  keyed.sort((a, b) => {
+    if (a.v === null) return b.v === null ? 0 : 1;
+    if (b.v === null) return -1;
+    return sign * (a.v - b.v);
+  });
+  return keyed.map((k) => k.row);
+}
+
+export function tableRows(rows: NodeRow[], state: Pick<DebuggerState, "kinds" | "layer" | "search" | "sort">): NodeRow[] {
+  return sortRows(filterRows(rows, state), state.sort);
+}
+
+/** The largest |value| of a column (for colour scaling). */
+export function columnScale(rows: NodeRow[], metric: Metric, side: Side): number {
+  let best = 0;
+  for (const row of rows) {
+    const v = value(row, metric, side);
+    if (v !== null && Math.abs(v) > best) best = Math.abs(v);
+  }
+  return best;
+}
