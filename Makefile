@@ -1,14 +1,16 @@
 # The two commands of the README. Both start from a fresh machine.
-#   make serve — set up, build what is needed, and run mechscope on the shipped model organism
-#   make test  — set up (dev deps and every tool the tests need) and run every test
+#   make serve — set up, build the viewer and the organism's datasets, run mechscope serve
+#   make test  — set up (dev deps, Azurite, Chromium, the viewer) and run every test
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
-PROMPT ?= When Mary and John went to the store, John gave a drink to
+VIEWER := neuron_viewer
+VIEWER_SRC := $(shell find $(VIEWER)/src -type f 2>/dev/null) $(VIEWER)/index.html $(VIEWER)/vite.config.ts \
+              $(VIEWER)/tsconfig.json $(VIEWER)/openapi.json
 
-.PHONY: serve test setup setup-dev
+.PHONY: serve test setup setup-dev viewer test-viewer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,19 +19,36 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Test-only tools: Azurite (Azure Blob emulator) from npm.
+# Test-only tools: Azurite (Azure Blob emulator) from npm; Debian's Chromium for the browser tests.
 $(VENV)/azurite/.installed: $(VENV)/.installed
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@3
 	touch $@
 
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(VIEWER)/node_modules/.installed: $(VIEWER)/package.json $(VIEWER)/package-lock.json
+	cd $(VIEWER) && npm ci --no-audit --no-fund --silent
+	touch $@
+
+$(VIEWER)/dist/index.html: $(VIEWER)/node_modules/.installed $(VIEWER_SRC)
+	cd $(VIEWER) && npm run --silent build
+
 setup: $(VENV)/.installed
 
-setup-dev: setup $(VENV)/azurite/.installed
+setup-dev: setup $(VENV)/azurite/.installed /usr/bin/chromium viewer
 
-serve: setup
-	$(VENV)/bin/mechscope run "$(PROMPT)"
+viewer: $(VIEWER)/dist/index.html
+
+serve: setup viewer
 	$(VENV)/bin/mechscope datasets ensure-organism --out data/datasets
 	$(VENV)/bin/mechscope serve
 
-test: setup-dev
+test-viewer: setup-dev
+	cd $(VIEWER) && npm run --silent check:api && npm test --silent
+	$(PY) scripts/export_openapi.py --check
+	MECHSCOPE_PYTHON=$(PY) node --test tests/e2e/viewer.e2e.test.mjs
+
+# pytest runs last so its summary closes the output.
+test: setup-dev test-viewer
 	$(PY) -m pytest -q

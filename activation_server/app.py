@@ -170,7 +170,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         from .patching import patching_sweep as run
         return await compute("patching/sweep", request, lambda c: c.sweep(request), lambda e: run(e.model, request))
 
-    @api.post("/patching/path", response_model=tags=["debugger"])
+    @api.post("/patching/path", response_model=PathPatchingResult, tags=["debugger"])
     async def patching_path(request: PathPatchingRequest) -> PathPatchingResult:
         """Exact path patching from sender heads through receiver heads' q/k/v inputs."""
         from .patching import path_patching as run

@@ -435,7 +435,8 @@ export interface components {
             max_new_tokens?: number;
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /**
@@ -546,7 +547,8 @@ export interface components {
             mlp?: "neurons" | "latents";
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /** Prompt */
@@ -621,7 +623,8 @@ export interface components {
             position?: number;
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /** Prompt */
@@ -718,7 +721,8 @@ export interface components {
             head_value?: "write_norm" | "attention_prob";
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /** Prompts */
@@ -869,7 +873,8 @@ export interface components {
             loss: components["schemas"]["LossSpec"];
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
         };
@@ -891,16 +896,16 @@ export interface components {
             kind: "heads" | "heads_by_position" | "resid_pre" | "attn_out" | "mlp_out";
             /**
              * Raw Loss
-             * @description nested lists: the loss of each patched run
+             * @description the loss of each patched run
              */
-            raw_loss: unknown[];
+            raw_loss: number[][] | number[][][];
             /** Tokens */
             tokens: string[];
             /**
              * Values
-             * @description nested lists: normalised restored loss per cell
+             * @description normalised restored loss per cell (null when clean and corrupted losses are equal)
              */
-            values: unknown[];
+            values: (number | null)[][] | (number | null)[][][];
         };
         /**
          * PathPatchingRequest
@@ -916,7 +921,8 @@ export interface components {
             loss: components["schemas"]["LossSpec"];
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /** Receiver Inputs */
@@ -938,12 +944,8 @@ export interface components {
                 number
             ][];
         };
-        /**
-         * PathPatchingResultWire
-         * @description PathPatchingResult as sent: ``restored_fraction`` is null (NaN in Python) when the clean and
-         *     corrupted losses are equal. (The engine schema types it ``float``; JSON has no NaN.)
-         */
-        PathPatchingResultWire: {
+        /** PathPatchingResult */
+        PathPatchingResult: {
             /** Clean Loss */
             clean_loss: number;
             /** Corrupted Loss */
@@ -1003,7 +1005,8 @@ export interface components {
             interventions?: components["schemas"]["NodeIntervention"][];
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /**
@@ -1100,7 +1103,8 @@ export interface components {
         TokenizeRequest: {
             /**
              * Prepend Bos
-             * @default false
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
              */
             prepend_bos?: boolean;
             /**
@@ -1888,7 +1892,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PathPatchingResultWire"];
+                    "application/json": components["schemas"]["PathPatchingResult"];
                 };
             };
             /** @description the body could not be read as JSON */
