@@ -12,8 +12,18 @@ def tokens():
     return torch.randint(0, 50257, (2, 10), generator=torch.Generator().manual_seed(5))
 
 
+def _edit_first_input(fn):
+    """A pre-hook editing a module's first input, whether passed positionally or by keyword (a
+    transformers block receives hidden_states either way, depending on what ran before)."""
+    def hook(module, args, kwargs):
+        if args:
+            return (fn(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+    return hook
+
+
 def _hf_with_hook(hf, module, tokens, fn, pre=True):
-    handle = (module.register_forward_pre_hook(lambda m, args: (fn(args[0]),)) if pre
+    handle = (module.register_forward_pre_hook(_edit_first_input(fn), with_kwargs=True) if pre
               else module.register_forward_hook(lambda m, args, out: fn(out)))
     try:
         with torch.no_grad():
