@@ -7,6 +7,7 @@ a whole layer × head grid costs a few batched forwards instead of one forward p
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from mechscope.inference import MaskedPatch, Patch
 
@@ -50,11 +51,14 @@ SWEEP_HOOKS = {"heads": "attn.hook_z", "heads_by_position": "attn.hook_z", "resi
 def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
     prepared, clean_p = _pair(model, request.clean, request.corrupted, request.loss, request.prepend_bos)
     loss_fn = _loss_fn(model, request.loss, clean_p)
+    loss_pos = clean_p.resolve_position(0, request.loss.position, "loss.position")
+    loss_at_first = loss_scalar(request.loss, torch.tensor(0))[0]  # logits of the loss position only
     cfg = model.cfg
     n_pos = prepared.lengths[0]
     suffix = SWEEP_HOOKS[request.kind]
     names = [f"blocks.{layer}.{suffix}" for layer in range(cfg.n_layer)]
-    logits, cache = model.run_with_cache(prepared.tokens, names=names)
+    starts = [f"blocks.{layer}.hook_resid_pre" for layer in range(cfg.n_layer)]
+    logits, cache = model.run_with_cache(prepared.tokens, names=sorted(set(names + starts)))
     clean_loss, corrupted_loss = (float(x) for x in loss_fn(logits))
     if request.kind == "heads":
         cells = [(layer, {"head": h}) for layer in range(cfg.n_layer) for h in range(cfg.n_head)]
@@ -68,17 +72,23 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
         shape, axes = (cfg.n_layer, n_pos), ["layer", "position"]
     corrupted_tokens = prepared.tokens[1:2]
     losses = []
-    for start in range(0, len(cells), CHUNK_ROWS):
-        chunk = cells[start:start + CHUNK_ROWS]
-        masks: dict[int, torch.Tensor] = {}
-        for row, (layer, sel) in enumerate(chunk):  # one mask per layer, one patched cell per row
-            act = cache[names[layer]]
-            mask = masks.setdefault(layer, torch.zeros((len(chunk), *act.shape[1:]), dtype=torch.bool))
-            mask[(row, sel.get("pos", slice(None))) + ((sel["head"],) if "head" in sel else ())] = True
-        interventions = [MaskedPatch(names[layer], mask=mask, source=cache[names[layer]][0:1])
-                         for layer, mask in masks.items()]
-        out = model(corrupted_tokens.expand(len(chunk), -1), interventions=interventions)
-        losses.append(loss_fn(out))
+    # Rows patched at layer L share the corrupted run up to L: start them there, from the cached
+    # residual, and unembed only the loss position.
+    for layer in range(cfg.n_layer):
+        layer_cells = [sel for l, sel in cells if l == layer]
+        act = cache[names[layer]]
+        for start in range(0, len(layer_cells), CHUNK_ROWS):
+            chunk = layer_cells[start:start + CHUNK_ROWS]
+            mask = torch.zeros((len(chunk), *act.shape[1:]), dtype=torch.bool)
+            for row, sel in enumerate(chunk):  # one patched cell per row
+                mask[(row, sel.get("pos", slice(None))) + ((sel["head"],) if "head" in sel else ())] = True
+            rows = len(chunk)
+            final = model(corrupted_tokens.expand(rows, -1), start_at_layer=layer,
+                          start_resid=cache[starts[layer]][1:2].expand(rows, -1, -1), stop_at_layer=cfg.n_layer,
+                          interventions=[MaskedPatch(names[layer], mask=mask, source=act[0:1])])
+            at_loss = final[:, loss_pos:loss_pos + 1]
+            normed = F.layer_norm(at_loss, at_loss.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
+            losses.append(loss_at_first(model.unembed(normed)))
     raw = torch.cat(losses).reshape(shape)
     denom = clean_loss - corrupted_loss
     norm = ((raw - corrupted_loss) / denom).tolist() if abs(denom) > 1e-9 else _nones(raw.tolist())

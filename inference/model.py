@@ -227,7 +227,8 @@ class GPT2(nn.Module):
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 hooks: Hooks | None = None, fwd_hooks: HookSpec = None, bwd_hooks: HookSpec = None,
                 interventions: Sequence = (), splices: Sequence = (), past_kv: KVCache | None = None,
-                return_kv: bool = False, stop_at_layer: int | None = None):
+                return_kv: bool = False, stop_at_layer: int | None = None,
+                start_at_layer: int | None = None, start_resid: torch.Tensor | None = None):
         """Logits ``[batch, pos, vocab]`` for ``tokens`` ``[batch, pos]``.
 
         ``attention_mask`` (1 = real token, 0 = padding; covering past and new tokens when a KV
@@ -236,7 +237,10 @@ class GPT2(nn.Module):
         ``bwd_hooks`` map hook names to functions. ``splices`` are modules spliced in at a hook point
         (e.g. :class:`mechscope.autoencoders.SAESplice`), run before every other hook there; their own
         hook points (``<point>.hook_sae_acts_post`` ...) accept hooks and interventions like any other.
-        With ``stop_at_layer=L`` the residual stream entering block L is returned instead of logits.
+        With ``stop_at_layer=L`` the residual stream entering block L is returned instead of logits
+        (``L = n_layer``: the final residual, before ``ln_final``). With ``start_at_layer=L`` and
+        ``start_resid`` (the residual entering block L, e.g. from a cache) the blocks before L are
+        skipped; ``tokens`` then only give the batch shape and positions.
         """
         past_len = past_kv[0][0].shape[1] if past_kv else 0
         self.check_tokens(tokens, past_len)
@@ -266,13 +270,22 @@ class GPT2(nn.Module):
         if positions is None:
             positions = torch.arange(past_len, past_len + n, device=tokens.device).expand(b, n)
 
-        resid = run("hook_embed", self.wte(tokens)) + run("hook_pos_embed", self.wpe(positions))
+        first = start_at_layer or 0
+        if start_at_layer is not None:
+            if start_resid is None or start_resid.shape[:2] != tokens.shape:
+                raise InvalidInputError("start_at_layer needs start_resid of shape [batch, pos, d_model] matching "
+                                        "tokens", field="start_resid")
+            resid = start_resid
+        else:
+            resid = run("hook_embed", self.wte(tokens)) + run("hook_pos_embed", self.wpe(positions))
         presents: KVCache = []
-        for i, block in enumerate(self.h):
+        for i in range(first, self.cfg.n_layer):
             if stop_at_layer is not None and i == stop_at_layer:
                 return resid
-            resid, present = block(resid, run, allowed, past_kv[i] if past_kv else None)
+            resid, present = self.h[i](resid, run, allowed, past_kv[i] if past_kv else None)
             presents.append(present)
+        if stop_at_layer == self.cfg.n_layer:
+            return resid
         logits = self.unembed(self.ln_f(resid, run))
         return (logits, presents) if return_kv else logits
 
