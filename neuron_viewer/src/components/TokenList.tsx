@@ -11,7 +11,7 @@ export function textWarnings(text: string): string[] {
 }
 
 function TokenChip({ text, onRemove }: { text: string; onRemove: () => void }) {
-  const tokens = useTokens(text, 0);
+  const tokens = useTokens(text, 0, false);
   const warnings = textWarnings(text);
   if (tokens.status === "ok" && tokens.data.ids.length > 1)
     warnings.push(`${tokens.data.ids.length} tokens: the logit-difference loss needs single-token targets`);

@@ -40,14 +40,15 @@ export function useLoad<T>(key: string | null, load: () => Promise<T>): Loadable
   return state;
 }
 
-/** The tokens of `text` from /api/v1/tokenize, debounced. */
-export function useTokens(text: string, delayMs = 200): Loadable<TokenizeResult> {
+/** The tokens of `text` from /api/v1/tokenize, debounced. Prompts start with <|endoftext|> (as the
+ * server runs them); a target or distractor is tokenized alone (`prependBos` false). */
+export function useTokens(text: string, delayMs = 200, prependBos = true): Loadable<TokenizeResult> {
   const client = useClient();
   const [debounced, setDebounced] = useState(text);
   useEffect(() => {
     const t = setTimeout(() => setDebounced(text), delayMs);
     return () => clearTimeout(t);
   }, [text, delayMs]);
-  return useLoad(debounced === "" ? null : `tok:${debounced}`,
-    () => unwrap(client.POST("/api/v1/tokenize", { body: { text: debounced } })));
+  return useLoad(debounced === "" ? null : `tok:${prependBos}:${debounced}`,
+    () => unwrap(client.POST("/api/v1/tokenize", { body: { text: debounced, prepend_bos: prependBos } })));
 }
