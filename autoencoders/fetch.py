@@ -90,7 +90,7 @@ def fetch_saelens_sae(
     prefix = f"{spec.folder}/" if spec.folder else ""
     snapshot = download_hub_files(
         spec.repo_id,
-        [prefix + name for name in SAELENS_FILES + SAELENS_OPTIONAL_FILES],
+        [prefix + name for name in SAELENS_FILES],
         revision=spec.revision,
         cache_dir=cache_dir,
         endpoint=endpoint,

@@ -103,3 +103,14 @@ def test_induction_heads_are_ranked_top_for_predicting_the_repeat(organism_engin
     top_induction = set(score.flatten().topk(2).indices.tolist())
     top_engine = set(effect.flatten().topk(3).indices.tolist())
     assert top_induction & top_engine, (score, effect)
+
+
+@pytest.mark.parametrize("mlp,attention", [("neurons", "heads"), ("latents", "latents")])
+def test_direct_effects_sum_to_the_logit_difference_on_the_organism(mlp, attention):
+    from mechscope.autoencoders.organism_saes import load_organism_saes
+    engine = Engine(load_model("organism"), load_organism_saes())
+    _, request = next(_ioi_requests(1, "train"))
+    t = compute_node_tensors(engine, request.model_copy(update={"mlp": mlp, "attention": attention}))
+    total = float(sum(torch.nansum(b.values["direct_effect"][0]) for b in t.blocks) + t.bias_direct[0])
+    assert abs(total - float(t.scalars[0])) <= 1e-4
+    assert any(b.kind == "sae_latent" for b in t.blocks) == (mlp == "latents")
