@@ -59,7 +59,7 @@ async function waitFor(url, status, timeoutMs, proc) {
   }
 }
 
-let server, serverLog = "", base, browser, page, tmp;
+let server, serverLog = "", base, browser, page, tmp, datasetLoaded = false;
 
 async function api(path, body) {
   const r = await fetch(`${base}/api/v1${path}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -82,9 +82,17 @@ before(async () => {
     model = join(tmp, "tiny");
     execFileSync(python(), [join(REPO, "tests", "e2e", "make_tiny_checkpoint.py"), model], { stdio: "inherit" });
   }
+  // The organism gets its node dataset (built here, ~30 s), so node pages show real examples.
+  const datasetArgs = [];
+  if (model === "organism") {
+    execFileSync(python(), ["-m", "mechscope.activation_server.cli", "datasets", "ensure-organism", "--out",
+      join(tmp, "datasets"), "--rows", "600", "--quiet"], { stdio: "inherit" });
+    datasetArgs.push("--datasets", join(tmp, "datasets", "organism"));
+    datasetLoaded = true;
+  }
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  server = spawn(python(), ["-m", "mechscope.activation_server.cli", "serve", "--model", model, "--no-saes",
+  server = spawn(python(), ["-m", "mechscope.activation_server.cli", "serve", "--model", model, "--no-saes", ...datasetArgs,
     "--host", "127.0.0.1", "--port", String(port), "--viewer-dir", join(VIEWER, "dist"), "--workers", "1",
     "--log-level", "warning"], { stdio: ["ignore", "pipe", "pipe"] });
   server.stdout.on("data", (d) => { serverLog += d; });
@@ -172,14 +180,20 @@ describe("neuron viewer against a live mechscope serve", () => {
     await fresh.close();
   });
 
-  it("opens a node page: the readable no-dataset state and live activations on the prompt", async () => {
+  it("opens a node page: top examples with highlighted tokens and live activations on the prompt", async () => {
     await page.getByLabel("search nodes").fill("L0.H");
     await page.locator('[data-row-index="0"][data-key^="attn_head:L0:"]').getByRole("button", { name: "page", exact: true }).click();
     await page.getByTestId("node-title").waitFor();
     assert.equal(searchParams().get("view"), "node");
-    const notice = page.getByTestId("no-dataset");
-    await notice.waitFor();
-    assert.match(await notice.textContent(), /no node datasets are loaded/);
+    if (datasetLoaded) {
+      const top = page.getByLabel("top-activating examples");
+      await top.locator(".tok.hot").first().waitFor();
+      assert.ok(await top.locator(".tok.hot").count() > 0, "no highlighted tokens in the top examples");
+    } else {
+      const notice = page.getByTestId("no-dataset");
+      await notice.waitFor();
+      assert.match(await notice.textContent(), /no node datasets are loaded/);
+    }
     await page.getByLabel("live activations").locator(".token-heatmap .tok.hot").first().waitFor();
     const title = await page.getByTestId("node-title").textContent();
     assert.match(title, /^layer 0 head \d$/);
