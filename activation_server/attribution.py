@@ -18,6 +18,7 @@ change of the scalar if the node were removed.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 
@@ -290,7 +291,7 @@ def _select(blocks: list[Block], prepared: PreparedPrompts, top_k: int) -> list[
             if col != "write_magnitude":
                 picks.append(torch.where(finite, row, float("inf")).topk(k, largest=False).indices)
             for f in torch.cat(picks).tolist():
-                bid = next(j for j in range(len(blocks)) if offsets[j] <= f < offsets[j + 1])
+                bid = bisect.bisect_right(offsets, f) - 1
                 index, q, kpos = blocks[bid].locate(f - offsets[bid])
                 slot_q = prepared.slots[i][q]
                 slot_k = prepared.slots[i][kpos] if kpos is not None else None
@@ -392,9 +393,9 @@ def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
 
     def clean_source(hook: str) -> torch.Tensor:
         if hook not in clean_cache:
-            splices = [s for p, s in engine._splices.items() if hook.startswith(p + ".")]
             with torch.no_grad():
-                _, cache = model.run_with_cache(prepared.tokens, prepared.mask, names=[hook], splices=splices)
+                _, cache = model.run_with_cache(prepared.tokens, prepared.mask, names=[hook],
+                                                splices=engine.splices_for_hook(hook))
             clean_cache[hook] = cache[hook]
         return clean_cache[hook]
 
@@ -408,7 +409,7 @@ def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
         downstream = None
         if request.trace.through == "v":
             downstream = _downstream_gradient(engine, request, prepared, interventions, loss_expl)
-        explained = trace_explained(model, engine, prepared, request.trace, downstream)
+        explained = trace_explained(model, prepared, request.trace, downstream)
     mlp_plan, attn_plan, splice_points = _layer_plan(engine, request, explained)
     logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn_plan,
                                                     splice_points)
@@ -440,7 +441,7 @@ def attribute(engine, request: AttributionRequest) -> AttributionResult:
 
 def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
     """For tracing a head through its value: the gradient of the downstream node (or the loss) at the
-    head's layer's attention output, as a function the trace calls once."""
+    head's layer's attention output."""
     trace = request.trace
     layer = trace.node.layer
     down = trace.downstream
@@ -455,20 +456,16 @@ def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
             raise RequestError(f"the downstream node (layer {down.layer}) is before the head (layer {layer})",
                                field="trace.downstream.layer")
         from .schemas import TraceSpec
-        target = trace_explained(engine.model, engine, prepared, TraceSpec(node=down, through="pre"))
+        target = trace_explained(engine.model, prepared, TraceSpec(node=down, through="pre"))
 
-    def compute(_):
-        hook = f"blocks.{layer}.hook_attn_out"
-        capture = _Capture(leaves=set())
-        splices = engine.splices(target.splice_points)
-        with torch.enable_grad():
-            def leaf(x, ctx):
-                return x.detach().requires_grad_(True)
-            logits = engine.model(prepared.tokens, prepared.mask,
-                                  fwd_hooks=[("hook_embed", leaf), *target.hooks, (hook, capture),
-                                             *[(c, capture) for c in target.capture]],
-                                  interventions=interventions, splices=splices)
-            s = target.scalar(capture.store, logits).sum()
-            (g,) = torch.autograd.grad(s, [capture.store[hook]])
-        return g.detach()
-    return compute
+    hook = f"blocks.{layer}.hook_attn_out"
+    capture = _Capture(leaves=set())
+    with torch.enable_grad():
+        def leaf(x, ctx):
+            return x.detach().requires_grad_(True)
+        logits = engine.model(prepared.tokens, prepared.mask,
+                              fwd_hooks=[("hook_embed", leaf), *target.hooks, (hook, capture),
+                                         *[(c, capture) for c in target.capture]],
+                              interventions=interventions, splices=engine.splices(target.splice_points))
+        (g,) = torch.autograd.grad(target.scalar(capture.store, logits).sum(), [capture.store[hook]])
+    return g.detach()

@@ -51,14 +51,18 @@ class Engine:
     def splices(self, points) -> list:
         return [self._splices[p] for p in points]
 
+    def splices_for_hook(self, hook: str) -> list:
+        """The splices a hook point needs to exist (an SAE's own points need that SAE spliced)."""
+        return [s for p, s in self._splices.items() if hook.startswith(p + ".")]
+
     # --- reference corpus -------------------------------------------------------------------------
     def reference_activations(self, hook: str) -> torch.Tensor:
         """Activations at ``hook`` on the reference corpus, ``[rows, pos, ...]`` (memoised)."""
         with self._lock:
             if hook not in self._reference_memo:
-                splices = [s for p, s in self._splices.items() if hook.startswith(p + ".")]
                 with torch.no_grad():
-                    _, cache = self.model.run_with_cache(self.reference_tokens, names=[hook], splices=splices)
+                    _, cache = self.model.run_with_cache(self.reference_tokens, names=[hook],
+                                                         splices=self.splices_for_hook(hook))
                 self._reference_memo[hook] = cache[hook]
             return self._reference_memo[hook]
 

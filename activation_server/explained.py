@@ -131,8 +131,10 @@ def logit_diff_constant(model, loss: LossSpec) -> float:
 
 
 # --- traced nodes -------------------------------------------------------------------------------
-def trace_explained(model, engine, prepared: PreparedPrompts, trace: TraceSpec,
-                    downstream_grad: Callable[[Explained], torch.Tensor] | None = None) -> Explained:
+def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
+                    downstream_grad: torch.Tensor | None = None) -> Explained:
+    """``downstream_grad`` (value traces only): the gradient ``[batch, pos, d_model]`` of the
+    downstream node — or the loss — at the head's layer's attention output."""
     node, through = trace.node, trace.through
     field = "trace.node"
     qs, ks = _resolve_node_positions(prepared, node, field)
@@ -189,8 +191,7 @@ def trace_explained(model, engine, prepared: PreparedPrompts, trace: TraceSpec,
         raise RequestError(f"a head is traced through 'q', 'k', 'qk' or 'v', not {through!r}", field="trace.through")
     if downstream_grad is None:
         raise AssertionError("tracing through the value needs the downstream gradient")
-    grad_out = downstream_grad(None)  # [batch, width, d_model]: gradient of the downstream target at attn_out L
-    g_q = grad_out[rows, q_t]          # [batch, d_model]
+    g_q = downstream_grad[rows, q_t]   # [batch, d_model]
     pattern_hook, v_hook = f"blocks.{L}.attn.hook_pattern", f"blocks.{L}.attn.hook_v"
     W_O = model.h[L].attn.W_O[h]      # [d_head, d_model]
 

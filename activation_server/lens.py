@@ -23,19 +23,11 @@ def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
     layers = []
     for point in points:
         resid = cache[point][0, pos]
-        logits = model.unembed(model.ln_f(resid[None, None], _NoHooks()))[0, 0]
+        logits = model.unembed(model.final_norm(resid))
         top, _, _ = predictions(logits, k=request.top_k)
         probs = logits.softmax(-1)
         layers.append(LensLayer(point=point, top_tokens=top, target_probs=[float(probs[t]) for t in targets]))
     return LogitLensResult(tokens=[gpt2_token(t) for t in prepared.token_ids[0]], position=pos, layers=layers)
-
-
-class _NoHooks:
-    def wants(self, name: str) -> bool:
-        return False
-
-    def __call__(self, name, x):
-        return x
 
 
 def write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:

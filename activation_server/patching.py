@@ -7,7 +7,6 @@ a whole layer × head grid costs a few batched forwards instead of one forward p
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mechscope.inference import MaskedPatch, Patch
 
@@ -87,8 +86,7 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
                           start_resid=cache[starts[layer]][1:2].expand(rows, -1, -1), stop_at_layer=cfg.n_layer,
                           interventions=[MaskedPatch(names[layer], mask=mask, source=act[0:1])])
             at_loss = final[:, loss_pos:loss_pos + 1]
-            normed = F.layer_norm(at_loss, at_loss.shape[-1:], model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
-            losses.append(loss_at_first(model.unembed(normed)))
+            losses.append(loss_at_first(model.unembed(model.final_norm(at_loss))))
     raw = torch.cat(losses).reshape(shape)
     denom = clean_loss - corrupted_loss
     norm = ((raw - corrupted_loss) / denom).tolist() if abs(denom) > 1e-9 else _nones(raw.tolist())

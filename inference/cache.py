@@ -55,7 +55,7 @@ def _select_names(model, names: NameFilter, layers: Iterable[int] | None, splice
     return chosen
 
 
-def _slice_positions(name: str, x: torch.Tensor, positions, ctx: HookContext) -> torch.Tensor:
+def _slice_positions(name: str, x: torch.Tensor, positions) -> torch.Tensor:
     if positions is None:
         return x
     axes = hook_axes(name)
@@ -71,7 +71,7 @@ def caching_hooks(names: Iterable[str], store: dict[str, torch.Tensor], *, posit
                   detach: bool = True, device: torch.device | str | None = None):
     """Forward hooks that copy each named activation into ``store`` (nothing else is kept)."""
     def save(x: torch.Tensor, ctx: HookContext) -> None:
-        kept = _slice_positions(ctx.name, x, positions, ctx)
+        kept = _slice_positions(ctx.name, x, positions)
         kept = kept.detach() if detach else kept
         store[ctx.name] = kept.to(device) if device is not None else kept
     return [(n, save) for n in names]

@@ -24,7 +24,7 @@ from typing import Union
 
 import torch
 
-from .errors import UnknownHookError
+from .errors import ShapeMismatchError, UnknownHookError
 
 HookFn = Callable[[torch.Tensor, "HookContext"], Union[torch.Tensor, None]]
 HookSpec = Union[Mapping[str, Union[HookFn, Sequence[HookFn]]], Iterable[tuple[str, HookFn]], None]
@@ -203,7 +203,6 @@ class HookRunner:
             out = fn(x, ctx)
             if out is not None:
                 if out.shape != x.shape:
-                    from .errors import ShapeMismatchError
                     raise ShapeMismatchError(f"hook on {name!r} returned shape {tuple(out.shape)}, "
                                              f"expected {tuple(x.shape)}", field="hook")
                 x = out

@@ -292,6 +292,10 @@ class GPT2(nn.Module):
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.wte.weight.T
 
+    def final_norm(self, resid: torch.Tensor) -> torch.Tensor:
+        """``ln_final`` applied to a residual stream outside a forward pass (no hooks)."""
+        return F.layer_norm(resid, resid.shape[-1:], self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+
     # --- conveniences ---------------------------------------------------------------------------
     @property
     def W_U(self) -> torch.Tensor:  # [d_model, vocab]
