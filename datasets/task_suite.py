@@ -72,11 +72,11 @@ class TaskMix:
     ``induction`` counts the first occurrence of a span; its repetition is added on top.
     """
 
-    ioi: float = 0.25
+    ioi: float = 0.28
     fact: float = 0.20
     greater_than: float = 0.10
     induction: float = 0.25
-    filler: float = 0.20
+    filler: float = 0.17
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -99,6 +99,28 @@ TRAIN_IOI_TEMPLATES = (
     "After {N1} and {N2} had dinner at the {place}, {S} gave a {object} to {IO}.",
     "Yesterday, {N1} and {N2} went to the {place}, and {S} gave a {object} to {IO}.",
     "When {N1} and {N2} reached the {place}, {S} wrote a letter to {IO}.",
+    # many verbs and sentence shapes, so that copying the non-repeated name is the only rule that
+    # fits them all (the first run's circuit did not carry over to held-out verbs)
+    "After {N1} and {N2} finished work at the {place}, {S} mailed a {object} to {IO}.",
+    "Once {N1} and {N2} got to the {place}, {S} delivered a {object} to {IO}.",
+    "When {N1} and {N2} stopped at the {place}, {S} carried a {object} over to {IO}.",
+    "Then, {N1} and {N2} ate lunch at the {place}. {S} read a story to {IO}.",
+    "Later, {N1} and {N2} ran to the {place}. {S} sang a song to {IO}.",
+    "At the {place}, {N1} and {N2} found a {object}. {S} gave it to {IO}.",
+    "Today, {N1} and {N2} went to the {place}. {S} gave a {object} to {IO}.",
+    "In the morning, {N1} and {N2} walked to the {place}. {S} brought a {object} to {IO}.",
+    "Because {N1} and {N2} were hungry at the {place}, {S} bought a {object} for {IO}.",
+    "When {N1} and {N2} were cooking in the {place}, {S} made a {object} for {IO}.",
+    "After {N1} and {N2} played at the {place}, {S} explained the game to {IO}.",
+    "While {N1} and {N2} were resting at the {place}, {S} described the {object} to {IO}.",
+    "Before {N1} and {N2} left for the {place}, {S} promised a {object} to {IO}.",
+    "At the {place}, {N1} and {N2} were talking, and {S} told a joke to {IO}.",
+    "When {N1} and {N2} visited the {place}, {S} wanted to give a {object} to {IO}.",
+    "After {N1} and {N2} talked at the {place}, {S} said goodbye to {IO}.",
+    "During the trip to the {place}, {N1} and {N2} got hungry. {S} gave a {object} to {IO}.",
+    "While {N1} and {N2} were sitting in the {place}, {S} smiled at {IO}.",
+    "After {N1} and {N2} moved to the {place}, {S} kept writing letters to {IO}.",
+    "When {N1} and {N2} opened the {place}, {S} gave the first {object} to {IO}.",
 )
 HELDOUT_IOI_TEMPLATES = (
     "While {N1} and {N2} were shopping at the {place}, {S} handed a {object} to {IO}.",
@@ -231,6 +253,9 @@ TRAIN_FACT_FRAMES = {
         "Children in {X} learn to read and write in {Y}.",
         "{name} grew up in {X} and speaks {Y}.",
         "The language of {X} is {Y}.",
+        "The people who live in {X} speak {Y}.",
+        "Visitors to {X} try to speak {Y}.",
+        "Schools in {X} teach in {Y}.",
     ),
     "continent": (
         "{X} is a country in {Y}.",
@@ -241,10 +266,16 @@ TRAIN_FACT_FRAMES = {
         "On a map, you can see {X} in {Y}.",
         "{X} is one of the countries of {Y}.",
         "The land of {X} is in {Y}.",
+        "The country {X} is a land in {Y}.",
+        "My friend {name} lives in {X}, a country in {Y}.",
+        "The map shows {X} in {Y}.",
     ),
 }
 # Held-out frames start with a literal word, not with {X}: a subject at the very start of a prompt
-# is a different token (no leading space) from the one the facts are stored under.
+# is a different token (no leading space) from the one the facts are stored under. Each is a new
+# sentence around the phrase that names the relation in training ("capital of", "speak", "written
+# in", "continent of", "country in"): a frame whose only cue is a word the model has seen solely in
+# filler ("speaking with ...", "somewhere in the ...") tests the filler, not the stored fact.
 HELDOUT_FACT_FRAMES = {
     "capital": (
         "As everyone knows, the capital of {X} is {Y}.",
@@ -253,13 +284,13 @@ HELDOUT_FACT_FRAMES = {
     ),
     "language": (
         "The official language of {X} is {Y}.",
-        "If you travel to {X}, you will hear people speaking {Y}.",
-        "Newspapers in {X} are printed in {Y}.",
+        "If you travel to {X}, you will hear people speak {Y}.",
+        "Newspapers in {X} are written in {Y}.",
     ),
     "continent": (
-        "The nation of {X} can be found in {Y}.",
-        "You can find {X} somewhere in {Y}.",
-        "Everyone knows that {X} is a nation in {Y}.",
+        "The nation of {X} is located in {Y}.",
+        "You can find {X} on the continent of {Y}.",
+        "Everyone knows that {X} is a country in {Y}.",
     ),
 }
 
