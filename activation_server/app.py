@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from . import api_compute
@@ -27,6 +27,7 @@ from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, Detoke
                          WriteTokensRequest)
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .http_errors import NodeNotFound, install_error_handlers
+from .http_coalescer import Coalescer
 from .http_limits import LimitChecker
 from .http_runner import ComputeRunner, ResultCache
 from .http_security import BodySizeLimit, make_auth_dependency
@@ -97,21 +98,62 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "5"})
 
     # --- shared machinery --------------------------------------------------------------------------
+    def json_bytes(result: BaseModel) -> bytes:
+        return result.model_dump_json().encode()
+
+    def json_response(body: bytes) -> Response:
+        return Response(content=body, media_type="application/json")
+
     async def compute(endpoint: str, request: BaseModel, check: Callable[[LimitChecker], None],
-                      work: Callable[[object], object], cacheable: bool = True):
+                      work: Callable[[object], BaseModel], cacheable: bool = True) -> Response:
+        """Run ``work`` in the pool; the result is serialized there too (off the event loop) and
+        the JSON bytes are what the cache keeps."""
         engine = state.require_engine()
         key = f"{endpoint}:{canonical_json(request)}"
         if cacheable and (hit := cache.get(key)) is not None:
-            return hit
+            return json_response(hit)
 
         def job():
             check(LimitChecker(config.limits, engine.model.cfg))
-            return work(engine)
+            return json_bytes(work(engine))
 
-        result = await runner.run(job)
+        body = await runner.run(job)
         if cacheable:
-            cache.put(key, result)
-        return result
+            cache.put(key, body)
+        return json_response(body)
+
+    def attribute_batch(requests: list[AttributionRequest]) -> list[bytes | Exception]:
+        """Engine side of the attribution coalescer: limits per request, one shared engine call,
+        serialized results; an unexpected failure of the shared call is retried request by request
+        so that only the request that caused it fails."""
+        engine = state.require_engine()
+        checker = LimitChecker(config.limits, engine.model.cfg)
+        out: list[bytes | Exception | None] = [None] * len(requests)
+        runnable = []
+        for i, r in enumerate(requests):
+            try:
+                checker.attribution(r)
+                runnable.append(i)
+            except Exception as e:
+                out[i] = e
+        try:
+            results = engine.attribute_many([requests[i] for i in runnable])
+        except Exception:
+            if len(runnable) == 1:
+                raise
+            results = []
+            for i in runnable:
+                try:
+                    results.append(engine.attribute_many([requests[i]])[0])
+                except Exception as e:
+                    results.append(e)
+        for i, result in zip(runnable, results):
+            out[i] = result if isinstance(result, Exception) else json_bytes(result)
+        return out  # type: ignore[return-value]
+
+    coalescer = Coalescer(runner, attribute_batch, max_size=config.batch_prompts,
+                          max_waiting=config.workers + config.max_queue, size=lambda r: len(r.prompts))
+    app.state.attribution_coalescer = coalescer
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(make_auth_dependency(config.auth_token))],
                     responses=_ERROR_RESPONSES)
@@ -156,46 +198,51 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
 
     # --- the debugger ------------------------------------------------------------------------------
     @api.post("/attribution", response_model=AttributionResult, tags=["debugger"])
-    async def attribution(request: AttributionRequest) -> AttributionResult:
+    async def attribution(request: AttributionRequest) -> Response:
         """The node table: activation, write magnitude, direct and estimated total effect of every
         node for each prompt (with its interventions), top-k unioned across prompts; or a trace of
-        one node upstream."""
-        return await compute("attribution", request, lambda c: c.attribution(request),
-                             lambda e: e.attribute(request))
+        one node upstream. Requests that arrive together share one forward/backward pass."""
+        state.require_engine()
+        key = f"attribution:{canonical_json(request)}"
+        if (hit := cache.get(key)) is not None:
+            return json_response(hit)
+        body = await coalescer.submit(request)
+        cache.put(key, body)
+        return json_response(body)
 
     @api.post("/patching/sweep", response_model=PatchingSweepResult, tags=["debugger"])
-    async def patching_sweep(request: PatchingSweepRequest) -> PatchingSweepResult:
+    async def patching_sweep(request: PatchingSweepRequest) -> Response:
         """Activation patching from the clean into the corrupted prompt, per component (× position).
         Cells where clean and corrupted losses are equal are null."""
         from .patching import patching_sweep as run
         return await compute("patching/sweep", request, lambda c: c.sweep(request), lambda e: run(e.model, request))
 
     @api.post("/patching/path", response_model=PathPatchingResult, tags=["debugger"])
-    async def patching_path(request: PathPatchingRequest) -> PathPatchingResult:
+    async def patching_path(request: PathPatchingRequest) -> Response:
         """Exact path patching from sender heads through receiver heads' q/k/v inputs."""
         from .patching import path_patching as run
         return await compute("patching/path", request, lambda c: c.path(request), lambda e: run(e.model, request))
 
     @api.post("/graph", response_model=GraphResult, tags=["debugger"])
-    async def graph(request: GraphRequest) -> GraphResult:
+    async def graph(request: GraphRequest) -> Response:
         """Attribution graph: the top nodes for the loss and the weighted edges between them."""
         from .graph import attribution_graph
         return await compute("graph", request, lambda c: c.graph(request), lambda e: attribution_graph(e, request))
 
     @api.post("/logit-lens", response_model=LogitLensResult, tags=["debugger"])
-    async def logit_lens(request: LogitLensRequest) -> LogitLensResult:
+    async def logit_lens(request: LogitLensRequest) -> Response:
         from .lens import logit_lens as run
         return await compute("logit-lens", request, lambda c: c.logit_lens(request), lambda e: run(e.model, request))
 
     @api.post("/write-tokens", response_model=WriteTokensResult, tags=["debugger"])
-    async def write_tokens(request: WriteTokensRequest) -> WriteTokensResult:
+    async def write_tokens(request: WriteTokensRequest) -> Response:
         """Tokens a neuron's or latent's write direction promotes and suppresses."""
         from .lens import write_tokens as run
         return await compute("write-tokens", request, lambda c: c.write_tokens(request),
                              lambda e: run(e.model, e.saes, request.node, request.k))
 
     @api.post("/generate", response_model=GenerateResult, tags=["debugger"])
-    async def generate(request: GenerateRequest) -> GenerateResult:
+    async def generate(request: GenerateRequest) -> Response:
         """Continue prompts, optionally with components zeroed or steered at every position.
         Deterministic requests (greedy, or sampled with a seed) are cached."""
         deterministic = request.temperature == 0 or request.seed is not None
@@ -204,7 +251,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
 
     # --- nodes -------------------------------------------------------------------------------------
     @api.post("/nodes/activations", response_model=NodeActivationsResult, tags=["nodes"])
-    async def node_activations(request: NodeActivationsRequest) -> NodeActivationsResult:
+    async def node_activations(request: NodeActivationsRequest) -> Response:
         """One component's activations on the given prompts: per token, or the (query, key) matrix for a head."""
         return await compute("nodes/activations", request, lambda c: c.node_activations(request),
                              lambda e: api_compute.node_activations(e, request))

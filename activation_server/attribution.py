@@ -24,7 +24,9 @@ import math
 
 import torch
 
+from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.hooks import HookContext
+from mechscope.inference.interventions import OnRows
 
 from .errors import RequestError
 from .explained import Explained, logit_diff_constant, loss_explained, trace_explained
@@ -55,13 +57,15 @@ class Block:
 
     def locate(self, flat: int) -> tuple[int, int, int | None]:
         """(index, position/query, key) of a flat index into ``shape``."""
-        idx = list(torch.unravel_index(torch.tensor(flat), self.shape))
-        idx = [int(i) for i in idx]
+        shape = self.shape
         if self.kind == "attn_head":
-            return idx[0], idx[1], idx[2]
-        if len(idx) == 1:
-            return 0, idx[0], None
-        return idx[1], idx[0], None
+            rest, key = divmod(flat, shape[2])
+            head, query = divmod(rest, shape[1])
+            return head, query, key
+        if len(shape) == 1:
+            return 0, flat, None
+        pos, index = divmod(flat, shape[1])
+        return index, pos, None
 
     def flat_of(self, index: int, pos: int, key: int | None) -> int:
         if self.kind == "attn_head":
@@ -300,25 +304,45 @@ def _select(blocks: list[Block], prepared: PreparedPrompts, top_k: int) -> list[
 
 
 def _rows(blocks, prepared, selected) -> list[NodeRow]:
-    rows = []
+    # Where each selected node sits in each prompt, then one gather per block for all the values.
+    located = []      # per selected node: [(prompt, flat index) or None] per prompt
+    wanted: dict[int, list[tuple[int, int]]] = {}
     for bid, index, slot_q, slot_k in selected:
-        block = blocks[bid]
-        positions, key_positions, values = [], [], []
+        block, spots = blocks[bid], []
         for i in range(prepared.batch):
             q = prepared.position_of_slot(i, slot_q)
             k = prepared.position_of_slot(i, slot_k) if slot_k is not None else None
-            positions.append(q)
-            key_positions.append(k)
             if q is None or (slot_k is not None and k is None):
-                values.append(None)
+                spots.append((q, k, None))
                 continue
             f = block.flat_of(index, q, k)
-            nums = {c: float(block.values[c][i].reshape(-1)[f]) for c in COLUMNS}
-            if any(math.isnan(x) for x in nums.values()):
+            wanted.setdefault(bid, []).append((i, f))
+            spots.append((q, k, f))
+        located.append(spots)
+    gathered: dict[tuple[int, int, int], list[float]] = {}
+    for bid, pairs in wanted.items():
+        block = blocks[bid]
+        columns = [block.values[c].reshape(prepared.batch, -1) for c in COLUMNS]
+        if block.attention_prob is not None:
+            columns.append(block.attention_prob.reshape(prepared.batch, -1))
+        table = torch.stack(columns, -1)                        # [batch, flat, columns]
+        i_t = torch.tensor([i for i, _ in pairs])
+        f_t = torch.tensor([f for _, f in pairs])
+        for (i, f), nums in zip(pairs, table[i_t, f_t].tolist()):
+            gathered[(bid, i, f)] = nums
+    rows = []
+    for (bid, index, slot_q, slot_k), spots in zip(selected, located):
+        block = blocks[bid]
+        positions, key_positions, values = [], [], []
+        for i, (q, k, f) in enumerate(spots):
+            positions.append(q)
+            key_positions.append(k)
+            nums = gathered[(bid, i, f)] if f is not None else None
+            if nums is None or any(math.isnan(x) for x in nums[:len(COLUMNS)]):
                 values.append(None)
                 continue
-            prob = float(block.attention_prob[i].reshape(-1)[f]) if block.attention_prob is not None else None
-            values.append(NodeValues(**nums, attention_prob=prob))
+            prob = nums[len(COLUMNS)] if block.attention_prob is not None else None
+            values.append(NodeValues(**dict(zip(COLUMNS, nums)), attention_prob=prob))
         rows.append(NodeRow(key=_node_key(block, index, slot_q, slot_k), kind=block.kind, layer=block.layer,
                             index=index, sae=block.sae, positions=positions,
                             key_positions=key_positions if block.kind == "attn_head" else None, values=values))
@@ -359,16 +383,19 @@ def gpt2_token(token_id: int) -> str:
 
 
 def predictions(logits_row: torch.Tensor, k: int = 10, extra: list[int] = ()) -> tuple[list, list, list]:
+    """Top and bottom ``k`` next tokens and the ``extra`` ones; rank 1 = highest logit (tied tokens
+    share the best rank among them)."""
     logp = logits_row.log_softmax(-1)
-    order = logits_row.argsort(descending=True)
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(len(order))
+    k = min(k, logits_row.shape[-1])
+    top = logits_row.topk(k).indices.tolist()
+    bottom = logits_row.topk(k, largest=False).indices.tolist()
 
     def pred(t: int) -> TokenPrediction:
+        rank = int((logits_row > logits_row[t]).sum()) + 1
         return TokenPrediction(token=gpt2_token(t), token_id=t, logit=float(logits_row[t]), prob=float(logp[t].exp()),
-                               rank=int(ranks[t]) + 1)
+                               rank=rank)
 
-    return ([pred(int(t)) for t in order[:k]], [pred(int(t)) for t in order[-k:].flip(0)], [pred(t) for t in extra])
+    return [pred(t) for t in top], [pred(t) for t in bottom], [pred(t) for t in extra]
 
 
 # --- entry points -------------------------------------------------------------------------------
@@ -385,10 +412,37 @@ class NodeTensors:
     loss_positions: list[int]
 
 
-def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
-    model = engine.model
-    prepared = prepare_prompts(request.prompts, model.cfg.n_positions, request.alignment, request.positions)
+@dataclasses.dataclass
+class _Planned:
+    """One request made ready for a (possibly shared) forward/backward pass."""
+
+    request: AttributionRequest
+    prepared: PreparedPrompts
+    interventions: list
+    loss_expl: Explained
+    explained: Explained
+    mlp_plan: dict
+    attn_plan: dict
+    splice_points: list[str]
+
+    @property
+    def shareable(self) -> bool:
+        """Can this request share a pass with others? (Traces add their own hooks: they run alone.)"""
+        return self.request.trace is None
+
+    def share_key(self) -> tuple:
+        return (tuple(sorted(self.mlp_plan.items())), tuple(sorted(self.attn_plan.items())),
+                tuple(self.splice_points))
+
+
+def _tokenized(engine, request: AttributionRequest) -> PreparedPrompts:
+    prepared = prepare_prompts(request.prompts, engine.model.cfg.n_positions, request.alignment, request.positions)
     check_loss(request.loss, prepared.batch)
+    return prepared
+
+
+def _plan(engine, request: AttributionRequest, prepared: PreparedPrompts) -> _Planned:
+    model = engine.model
     clean_cache: dict[str, torch.Tensor] = {}
 
     def clean_source(hook: str) -> torch.Tensor:
@@ -411,16 +465,84 @@ def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
             downstream = _downstream_gradient(engine, request, prepared, interventions, loss_expl)
         explained = trace_explained(model, prepared, request.trace, downstream)
     mlp_plan, attn_plan, splice_points = _layer_plan(engine, request, explained)
-    logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn_plan,
-                                                    splice_points)
-    blocks, bias_direct = _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan)
-    if request.trace is None:
-        bias_direct = bias_direct + logit_diff_constant(model, request.loss)
-    return NodeTensors(prepared, explained, logits, scalars, blocks, bias_direct, loss_expl.positions)
+    return _Planned(request, prepared, interventions, loss_expl, explained, mlp_plan, attn_plan, splice_points)
 
 
-def attribute(engine, request: AttributionRequest) -> AttributionResult:
-    t = compute_node_tensors(engine, request)
+def _shared_explained(members: list[_Planned], rows: list[slice]) -> Explained:
+    """One Explained for a shared pass: every member's scalar on its own rows. Only loss explanations
+    are shared, and those differ only in their scalar and positions."""
+    first = members[0].explained
+
+    def scalar(captured, logits):
+        return torch.cat([m.explained.scalar({k: v[r] for k, v in captured.items()}, logits[r])
+                          for m, r in zip(members, rows)])
+    return dataclasses.replace(first, scalar=scalar, positions=[p for m in members for p in m.explained.positions])
+
+
+def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:
+    """One forward and one backward for every member (all shareable, same plan and width)."""
+    if len(members) == 1:
+        m = members[0]
+        rows, explained, interventions, prepared = [slice(0, m.prepared.batch)], m.explained, m.interventions, m.prepared
+    else:
+        rows, interventions, start = [], [], 0
+        for m in members:
+            rows.append(slice(start, start + m.prepared.batch))
+            interventions += [OnRows(iv, start, start + m.prepared.batch) for iv in m.interventions]
+            start += m.prepared.batch
+        explained = _shared_explained(members, rows)
+        prepared = PreparedPrompts.concatenated([m.prepared for m in members])
+    first = members[0]
+    logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, first.mlp_plan,
+                                                    first.attn_plan, first.splice_points)
+    out = []
+    for m, r in zip(members, rows):
+        acts_m = {k: v[r] for k, v in acts.items()}
+        grad_m = {k: v[r] for k, v in grad.items()}
+        blocks, bias_direct = _blocks(engine, m.prepared, m.explained, acts_m, grad_m, m.mlp_plan, m.attn_plan)
+        if m.request.trace is None:
+            bias_direct = bias_direct + logit_diff_constant(engine.model, m.request.loss)
+        out.append(NodeTensors(m.prepared, m.explained, logits[r], scalars[r], blocks, bias_direct,
+                               m.loss_expl.positions))
+    return out
+
+
+def compute_node_tensors_many(engine, requests: list[AttributionRequest]) -> list[NodeTensors | Exception]:
+    """Node tensors for several independent requests, sharing forward/backward passes where they can
+    (same component choices, no trace). A request with bad input gets its error in its own slot; the
+    others are unaffected. Each result equals the request's result alone up to float rounding."""
+    out: list[NodeTensors | Exception | None] = [None] * len(requests)
+    tokenized: dict[int, PreparedPrompts] = {}
+    for i, request in enumerate(requests):
+        try:
+            tokenized[i] = _tokenized(engine, request)
+        except InvalidInputError as e:
+            out[i] = e
+    width = max((p.width for p in tokenized.values()), default=0)
+    groups: dict[tuple, list[tuple[int, _Planned]]] = {}
+    for i, prepared in tokenized.items():
+        request = requests[i]
+        try:
+            planned = _plan(engine, request, prepared.widened(width) if request.trace is None else prepared)
+        except InvalidInputError as e:
+            out[i] = e
+            continue
+        key = planned.share_key() if planned.shareable else ("alone", i)
+        groups.setdefault(key, []).append((i, planned))
+    for members in groups.values():
+        for (i, _), tensors in zip(members, _run_shared(engine, [m for _, m in members])):
+            out[i] = tensors
+    return out  # type: ignore[return-value]
+
+
+def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
+    (result,) = compute_node_tensors_many(engine, [request])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _result(request: AttributionRequest, t: NodeTensors) -> AttributionResult:
     prepared = t.prepared
     rows = _rows(t.blocks, prepared, _select(t.blocks, prepared, request.top_k))
     extra: list[int] = []
@@ -437,6 +559,27 @@ def attribute(engine, request: AttributionRequest) -> AttributionResult:
             bottom_predictions=bottom, target_predictions=targets,
             token_summaries=_token_summaries(t.blocks, prepared, i), bias_direct_effect=float(t.bias_direct[i])))
     return AttributionResult(explained=t.explained.description, prompts=results, nodes=rows)
+
+
+def attribute_many(engine, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
+    """:func:`attribute` for several independent requests at once (see :func:`compute_node_tensors_many`)."""
+    out: list[AttributionResult | Exception] = []
+    for request, t in zip(requests, compute_node_tensors_many(engine, requests)):
+        if isinstance(t, Exception):
+            out.append(t)
+            continue
+        try:
+            out.append(_result(request, t))
+        except InvalidInputError as e:
+            out.append(e)
+    return out
+
+
+def attribute(engine, request: AttributionRequest) -> AttributionResult:
+    (result,) = attribute_many(engine, [request])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _downstream_gradient(engine, request, prepared, interventions, loss_expl):

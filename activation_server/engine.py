@@ -71,6 +71,12 @@ class Engine:
         from .attribution import attribute
         return attribute(self, request)
 
+    def attribute_many(self, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
+        """Several independent requests in shared passes; a request with bad input gets its error
+        (an :class:`~mechscope.inference.errors.InvalidInputError`) in its slot."""
+        from .attribution import attribute_many
+        return attribute_many(self, requests)
+
 
 def default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:
     """Reference corpus for mean/resample ablation: rows of the organism's task suite."""

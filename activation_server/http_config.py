@@ -36,6 +36,9 @@ class ServerConfig:
     max_queue: int = 16
     """Engine calls allowed to wait for a worker; beyond that requests get 503 + Retry-After."""
     retry_after_s: int = 2
+    batch_prompts: int = 16
+    """Concurrent attribution requests share one forward/backward pass of at most this many prompts
+    (a single request larger than this still runs, alone); 1 turns sharing off."""
     cache_size: int = 128
     """Results kept in the LRU cache of identical requests (0 disables it)."""
     auth_token: str | None = None
@@ -47,6 +50,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.batch_prompts < 1:
+            raise ValueError(f"batch_prompts must be >= 1, got {self.batch_prompts}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
         if self.auth_token is not None and not self.auth_token.strip():

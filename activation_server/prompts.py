@@ -47,6 +47,29 @@ class PreparedPrompts:
         """The position in prompt ``target`` that shares a slot with ``source_pos`` of ``source``."""
         return self.position_of_slot(target, self.slots[source][source_pos])
 
+    @property
+    def width(self) -> int:
+        return self.tokens.shape[1]
+
+    def widened(self, width: int) -> "PreparedPrompts":
+        """The same prompts right-padded to ``width`` columns (to share a batch with wider prompts;
+        causal attention keeps the extra padding from changing any real position)."""
+        extra = width - self.width
+        if extra < 0:
+            raise ValueError(f"cannot narrow prompts of width {self.width} to {width}")
+        if extra == 0:
+            return self
+        pad = torch.full((self.batch, extra), gpt2_tokenizer().eot_token_id, dtype=self.tokens.dtype)
+        return dataclasses.replace(self, tokens=torch.cat([self.tokens, pad], 1),
+                                   mask=torch.cat([self.mask, torch.zeros_like(pad, dtype=self.mask.dtype)], 1))
+
+    @staticmethod
+    def concatenated(parts: "Sequence[PreparedPrompts]") -> "PreparedPrompts":
+        """One batch holding the rows of ``parts`` (all of the same width) in order."""
+        return PreparedPrompts(torch.cat([p.tokens for p in parts]), torch.cat([p.mask for p in parts]),
+                               [n for p in parts for n in p.lengths], [t for p in parts for t in p.token_ids],
+                               [s for p in parts for s in p.slots])
+
 
 def prepare_prompts(prompts: Sequence[PromptSpec], n_ctx: int, alignment: Alignment = "end",
                     positions: list[list[int]] | None = None) -> PreparedPrompts:

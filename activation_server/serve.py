@@ -55,6 +55,9 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
     p.add_argument("--max-queue", type=int, default=int(env.get("MECHSCOPE_MAX_QUEUE", "16")),
                    help="engine calls that may wait for a worker before requests get 503 (default 16)")
     p.add_argument("--cache-size", type=int, default=128, help="results kept for identical requests (0: off)")
+    p.add_argument("--batch-prompts", type=int, default=int(env.get("MECHSCOPE_BATCH_PROMPTS", "16")),
+                   help="attribution requests that arrive together share one forward/backward pass of at most "
+                        "this many prompts (default 16; 1: no sharing)")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="default: the model's context")
     p.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
     p.add_argument("--max-top-k", type=int, default=Limits.max_top_k)
@@ -73,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                     max_sweep_cells=args.max_sweep_cells, max_new_tokens=args.max_new_tokens,
                     max_body_bytes=args.max_body_bytes)
     return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
+                        batch_prompts=args.batch_prompts,
                         auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
                         viewer_dir=args.viewer_dir)
 

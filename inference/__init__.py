@@ -13,7 +13,8 @@ from .errors import (CheckpointError, ChecksumError, DownloadError, EmptyPromptE
                      UnknownHookError, UnknownTokenError)
 from .generation import Generation, generate
 from .hooks import HookContext, Hooks, hook_axes, hooks_scope
-from .interventions import AddVector, Intervention, MaskedPatch, MeanAblate, Patch, ResampleAblate, SetActivation, ZeroAblate
+from .interventions import (AddVector, Intervention, MaskedPatch, MeanAblate, OnRows, Patch, ResampleAblate,
+                            SetActivation, ZeroAblate)
 from .loading import load_checkpoint_dir, load_model, save_pretrained
 from .model import GPT2
 from .tokenizer import Tokenizer, gpt2_tokenizer
@@ -21,7 +22,7 @@ from .tokenizer import Tokenizer, gpt2_tokenizer
 __all__ = [
     "ActivationCache", "AddVector", "CheckpointError", "ChecksumError", "DownloadError", "EmptyPromptError",
     "GPT2", "GPT2Config", "Generation", "HookContext", "Hooks", "InvalidInputError", "Intervention",
-    "MaskedPatch", "MeanAblate", "MechscopeError", "PRESETS", "Patch", "PromptTooLongError", "ResampleAblate",
+    "MaskedPatch", "MeanAblate", "MechscopeError", "OnRows", "PRESETS", "Patch", "PromptTooLongError", "ResampleAblate",
     "SetActivation", "ShapeMismatchError", "TokenOutOfRangeError", "Tokenizer", "UnknownHookError",
     "UnknownTokenError", "ZeroAblate", "generate", "gpt2_tokenizer", "hook_axes", "hooks_scope",
     "load_checkpoint_dir", "load_model", "run_with_cache", "save_pretrained",

@@ -215,3 +215,33 @@ def _pos_window_mask(t: torch.Tensor, x: torch.Tensor, ctx: HookContext, hook: s
     if axis is not None and t.dim() == x.dim() and t.shape[axis] != x.shape[axis]:
         t = t.narrow(axis, ctx.pos_offset, x.shape[axis])
     return t
+
+
+@dataclasses.dataclass(frozen=True)
+class OnRows:
+    """Run ``inner`` on batch rows ``[start, stop)`` only, as if those rows were the whole batch.
+
+    This lets independent requests share one batched forward pass: each request's interventions
+    (whose ``batch`` selectors, patch sources and resampling draws count rows from 0) are wrapped
+    with the rows the request occupies; the other rows pass through untouched."""
+
+    inner: Intervention
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.stop:
+            raise InvalidInputError(f"OnRows needs 0 <= start < stop, got [{self.start}, {self.stop})", field="start")
+
+    @property
+    def hook_name(self) -> str:
+        return self.inner.hook_name
+
+    def __call__(self, x: torch.Tensor, ctx: HookContext) -> torch.Tensor:
+        if self.stop > x.shape[0]:
+            raise ShapeMismatchError(f"OnRows [{self.start}, {self.stop}) on {self.hook_name!r}: the batch has "
+                                     f"{x.shape[0]} rows")
+        part = self.inner(x[self.start:self.stop], ctx)
+        if part is None:
+            return None
+        return torch.cat([x[:self.start], part, x[self.stop:]], dim=0)

@@ -1,4 +1,5 @@
-"""Parallel clients get exactly the serial answers; a saturated server refuses with 503 +
+"""Parallel clients get the serial answers (their requests share forward/backward passes, so up
+to float rounding); a bad request among them fails alone; a saturated server refuses with 503 +
 Retry-After instead of queueing without bound; identical requests hit the cache."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from mechscope.activation_server.client import Client
+from tests.support.attribution_compare import assert_same_attribution
 from tests.support.http_fixtures import IOI, IOI_CORRUPTED, LOSS, SAE_POINTS, http_engine, make_app  # noqa: F401
 from tests.support.live_server import LiveServer
 
@@ -28,22 +30,51 @@ def ablation_request(i: int) -> dict:
             "mlp": "latents" if i % 2 else "neurons", "top_k": 5 + i}
 
 
+def _in_parallel(bodies: list[dict], send) -> list:
+    """``send(body)`` for every body from its own thread, all released at once."""
+    barrier = threading.Barrier(len(bodies))
+
+    def one(body):
+        barrier.wait()
+        return send(body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
 def test_parallel_clients_get_the_serial_results(http_engine):
     requests = [ablation_request(i) for i in range(8)]
-    with LiveServer(make_app(http_engine, workers=4, max_queue=16, cache_size=0)) as server:
+    with LiveServer(make_app(http_engine, workers=1, max_queue=16, cache_size=0)) as server:
         with Client(server.url) as client:
             serial = [client.attribute(r) for r in requests]
-        barrier = threading.Barrier(8)
-
-        def one(r):
+        coalescer = server.app.state.attribution_coalescer
+        calls_before = coalescer.calls
+        def attribute(body):
             with Client(server.url) as c:
-                barrier.wait()
-                return c.attribute(r)
+                return c.attribute(body)
 
-        with ThreadPoolExecutor(8) as pool:
-            parallel = list(pool.map(one, requests))
-    assert parallel == serial
+        parallel = _in_parallel(requests, attribute)
+        shared_calls = coalescer.calls - calls_before
+    for got, want in zip(parallel, serial):
+        assert_same_attribution(got, want)
     assert len({r.model_dump_json() for r in serial}) == 8  # the requests really differ
+    assert shared_calls < 8  # they did share passes
+
+
+def test_a_bad_request_among_parallel_ones_fails_alone(http_engine):
+    bodies = [ablation_request(i) for i in range(6)]
+    bodies[2] = {**bodies[2], "loss": {"targets": [" Mary Ann"], "distractors": [" John"]}}
+    with LiveServer(make_app(http_engine, workers=1, max_queue=16, cache_size=0)) as server:
+        responses = _in_parallel(bodies, lambda body: httpx.post(f"{server.url}/api/v1/attribution", json=body, timeout=120))
+        with Client(server.url) as client:
+            for i, r in enumerate(responses):
+                if i == 2:
+                    assert r.status_code == 422
+                    assert r.json()["detail"][0]["loc"][:3] == ["body", "loss", "targets"]
+                else:
+                    assert r.status_code == 200, r.text
+                    assert_same_attribution(type(client.attribute(bodies[i])).model_validate(r.json()),
+                                            client.attribute(bodies[i]))
 
 
 def test_overload_gives_503_with_retry_after_and_no_other_errors(http_engine):

@@ -17,7 +17,7 @@ export interface paths {
          * Attribution
          * @description The node table: activation, write magnitude, direct and estimated total effect of every
          *     node for each prompt (with its interventions), top-k unioned across prompts; or a trace of
-         *     one node upstream.
+         *     one node upstream. Requests that arrive together share one forward/backward pass.
          */
         post: operations["attribution_api_v1_attribution_post"];
         delete?: never;
