@@ -239,7 +239,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         """Tokens a neuron's or latent's write direction promotes and suppresses."""
         from .lens import write_tokens as run
         return await compute("write-tokens", request, lambda c: c.write_tokens(request),
-                             lambda e: run(e.model, e.saes, request.node, request.k))
+                             lambda e: run(e.model, e.saes, request.node, request.k, e.shared_unembedding_tokens))
 
     @api.post("/generate", response_model=GenerateResult, tags=["debugger"])
     async def generate(request: GenerateRequest) -> Response:

@@ -1,8 +1,8 @@
 """The debugger engine: a model, its SAEs and a reference corpus, answering requests as plain
 Python calls (the HTTP layer is a thin wrapper around this class).
 
-An :class:`Engine` is immutable once built except for a memo of reference-corpus activations
-(used by mean and resample ablation), which is filled under a lock; requests share nothing else,
+An :class:`Engine` is immutable once built except for memos (reference-corpus activations for mean
+and resample ablation; which tokens share an unembedding), filled under a lock; requests share nothing else,
 so any number of threads may call it at once.
 """
 
@@ -36,6 +36,7 @@ class Engine:
             reference_tokens = default_reference_tokens(model)
         self.reference_tokens = reference_tokens
         self._reference_memo: dict[str, torch.Tensor] = {}
+        self._shared_unembedding: torch.Tensor | None = None
         self._lock = threading.Lock()
 
     # --- SAEs ------------------------------------------------------------------------------------
@@ -65,6 +66,15 @@ class Engine:
                                                          splices=self.splices_for_hook(hook))
                 self._reference_memo[hook] = cache[hook]
             return self._reference_memo[hook]
+
+    @property
+    def shared_unembedding_tokens(self) -> torch.Tensor:
+        """``[vocab]`` bool, tokens whose unembedding is shared with others (memoised)."""
+        with self._lock:
+            if self._shared_unembedding is None:
+                from mechscope.inference.vocabulary import shared_unembedding_mask
+                self._shared_unembedding = shared_unembedding_mask(self.model)
+            return self._shared_unembedding
 
     # --- requests -------------------------------------------------------------------------------
     def attribute(self, request: AttributionRequest) -> AttributionResult:

@@ -44,11 +44,19 @@ def write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:
 
 
 @torch.no_grad()
-def write_tokens(model, saes: dict, node: NodeRef, k: int = 10) -> WriteTokensResult:
+def write_tokens(model, saes: dict, node: NodeRef, k: int = 10, shared: torch.Tensor | None = None
+                 ) -> WriteTokensResult:
+    """Tokens the node's write direction promotes and suppresses. ``shared`` (see
+    :func:`~mechscope.inference.vocabulary.shared_unembedding_mask`) marks tokens left out: they
+    always tie, so listing some of them says nothing."""
     direction = write_direction(model, saes, node)
     scores = (direction * model.ln_f.weight) @ model.W_U
     scores = scores - scores.mean()
-    top, bottom = scores.topk(k), (-scores).topk(k)
+    if shared is not None:
+        k = min(k, int((~shared).sum()))
+        top, bottom = scores.masked_fill(shared, float("-inf")).topk(k), (-scores).masked_fill(shared, float("-inf")).topk(k)
+    else:
+        top, bottom = scores.topk(k), (-scores).topk(k)
 
     def effects(values, indices, sign):
         return [TokenEffect(token=gpt2_token(int(i)), token_id=int(i), value=float(sign * v))

@@ -11,7 +11,8 @@
 
 Token effects: the write vector is centred over d_model and multiplied by the final LayerNorm's
 gain (its scale is treated as constant, as in the debugger's direct effects), then by ``W_U``;
-the largest entries are promoted tokens, the smallest suppressed ones.
+the largest entries are promoted tokens, the smallest suppressed ones. Tokens that share their
+unembedding vector with others (the organism's never-seen tokens) always tie and are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from mechscope.inference.hooks import layer_of
+from mechscope.inference.vocabulary import shared_unembedding_mask
 
 _RESIDUAL_WIDTH_SUFFIXES = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
 
@@ -42,15 +44,16 @@ def token_effects(model, vectors: torch.Tensor, n_tokens: int, chunk: int = 256 
     suppressed values are the most negative logit contributions, most negative first."""
     w_u = model.W_U.detach().float()
     gain = model.ln_f.weight.detach().float()
-    n_tokens = min(n_tokens, w_u.shape[1])
+    shared = shared_unembedding_mask(model)  # tokens that always tie (the organism's unused tokens)
+    n_tokens = min(n_tokens, int((~shared).sum()))
     outs: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
         for i in range(0, vectors.shape[0], chunk):
             v = vectors[i:i + chunk].detach().float()
             v = (v - v.mean(-1, keepdim=True)) * gain
             logits = v @ w_u
-            top = logits.topk(n_tokens, dim=-1)
-            bottom = logits.topk(n_tokens, dim=-1, largest=False)
+            top = logits.masked_fill(shared, float("-inf")).topk(n_tokens, dim=-1)
+            bottom = logits.masked_fill(shared, float("inf")).topk(n_tokens, dim=-1, largest=False)
             outs.append((top.indices, top.values, bottom.indices, bottom.values))
     if not outs:
         empty_i, empty_v = torch.zeros(0, n_tokens, dtype=torch.long), torch.zeros(0, n_tokens)

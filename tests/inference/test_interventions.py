@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mechscope.inference import (AddVector, InvalidInputError, MeanAblate, Patch, ResampleAblate, SetActivation,
-                                 ShapeMismatchError, ZeroAblate)
+from mechscope.inference import (AddVector, InvalidInputError, MeanAblate, OnRows, Patch, ResampleAblate,
+                                 SetActivation, ShapeMismatchError, ZeroAblate)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,27 @@ def test_resample_ablation_takes_rows_of_the_source(small_model, tokens):
     out = small_model(tokens, interventions=[ResampleAblate("blocks.2.hook_resid_post", source=cache["blocks.2.hook_resid_post"], seed=1)])
     for row in range(2):
         assert any(torch.allclose(out[row], src_logits[s], atol=1e-5) for s in range(3))
+
+
+def test_on_rows_acts_as_if_its_rows_were_the_whole_batch(small_model, tokens):
+    """Two requests stacked in one batch: each one's interventions, wrapped with its rows, give what
+    they give alone, and leave the other rows untouched."""
+    other = torch.randint(0, 50257, (3, 10), generator=torch.Generator().manual_seed(8))
+    ref = torch.randint(0, 50257, (4, 10), generator=torch.Generator().manual_seed(9))
+    _, cache = small_model.run_with_cache(ref, names=["blocks.1.hook_mlp_out"])
+    mine = [ZeroAblate("blocks.0.attn.hook_z", batch=1, head=2, pos=-1),
+            ResampleAblate("blocks.1.hook_mlp_out", source=cache["blocks.1.hook_mlp_out"], seed=3, batch=0)]
+    with torch.no_grad():
+        alone = small_model(tokens, interventions=mine)
+        other_alone = small_model(other)
+        stacked = small_model(torch.cat([other, tokens]), interventions=[OnRows(iv, 3, 5) for iv in mine])
+    assert torch.allclose(stacked[3:], alone, atol=1e-5)
+    assert torch.allclose(stacked[:3], other_alone, atol=1e-5)
+    assert not torch.allclose(alone, small_model(tokens), atol=1e-3)  # the interventions do something
+    with pytest.raises(ShapeMismatchError, match="batch has 2 rows"):
+        small_model(tokens, interventions=[OnRows(mine[0], 1, 3)])
+    with pytest.raises(InvalidInputError):
+        OnRows(mine[0], 2, 2)
 
 
 def test_bad_interventions_are_named(small_model, tokens):
