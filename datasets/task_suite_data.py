@@ -37,6 +37,26 @@ TRAIN_NAMES = (
     "Kelly", "Kyle", "Larry", "Lily", "Marcus", "Marie", "Nathan", "Noah", "Roger", "Russell",
     "Sandra", "Sean", "Seth", "Shane", "Sophia", "Todd", "Tony", "Tyler", "Vincent", "Walter",
     "Wayne", "Ethan", "Owen", "Liam",
+    # a wide pool (374 names): with few names a model can learn per-name shortcuts that do not carry
+    # over to the held-out names; with hundreds, copying "the name that is not repeated" is cheaper
+    "Abby", "Alberto", "Alexa", "Alexis", "Alfred", "Alicia", "Allen", "Allison", "Alvin", "Amelia", "Andre",
+    "Andrea", "Angel", "Anita", "Antonio", "Arnold", "Barbara", "Barry", "Beth", "Betty", "Bill", "Billy", "Blake",
+    "Bonnie", "Brett", "Brooke", "Bruno", "Byron", "Calvin", "Cameron", "Carmen", "Carrie", "Casey", "Cecil", "Chad",
+    "Charlie", "Chester", "Cody", "Colin", "Connor", "Cole", "Courtney", "Curtis", "Dale", "Dan", "Dana", "Danny",
+    "Darren", "Dean", "Debbie", "Derrick", "Diane", "Dominic", "Don", "Donna", "Drew", "Duncan", "Dustin", "Earl",
+    "Eddie", "Edgar", "Edwin", "Elaine", "Eli", "Elijah", "Ellie", "Elliot", "Erica", "Erin", "Ernest", "Esther",
+    "Eugene", "Felix", "Fiona", "Floyd", "Francis", "Frankie", "Gabriel", "Gene", "Gina", "Glen", "Gloria", "Gordon",
+    "Grace", "Gregory", "Harold", "Harvey", "Hazel", "Hector", "Herbert", "Howard", "Hugh", "Hugo", "Isaac", "Isabel",
+    "Ivan", "Jackie", "Jade", "Jared", "Javier", "Jay", "Jean", "Jeremy", "Jerome", "Jesse", "Jim", "Jimmy", "Joe",
+    "Johnny", "Jon", "Jorge", "Josh", "Juan", "Julian", "Julius", "Kara", "Katie", "Ken", "Kenneth", "Kenny", "Kim",
+    "Kirk", "Kurt", "Lance", "Lee", "Leo", "Leon", "Leonard", "Leslie", "Lewis", "Lloyd", "Logan", "Lois", "Louis",
+    "Louise", "Lucas", "Luis", "Luke", "Lydia", "Lynn", "Marc", "Marco", "Mario", "Marvin", "Mason", "Max", "Maxwell",
+    "Melissa", "Mia", "Miguel", "Mike", "Miles", "Milton", "Mitchell", "Monica", "Morgan", "Natalie", "Nathaniel",
+    "Ned", "Nelson", "Nick", "Nicholas", "Nora", "Norman", "Oliver", "Pablo", "Pam", "Parker", "Pedro", "Penny",
+    "Percy", "Pete", "Phil", "Rita", "Ricky", "Rob", "Robin", "Rod", "Rodney", "Roland", "Ron", "Ronald", "Ross", "Roy",
+    "Rudy", "Sam", "Sara", "Shaun", "Sheila", "Shirley", "Sidney", "Stanley", "Stella", "Stuart", "Sue", "Sylvia",
+    "Ted", "Teresa", "Terry", "Theo", "Tim", "Timothy", "Tina", "Toby", "Travis", "Trevor", "Troy", "Vernon", "Vince",
+    "Violet", "Wade", "Wallace", "Warren", "Wesley", "Willie", "Wilson", "Zach", "Zoe",
 )
 HELDOUT_NAMES = (
     "Oscar", "Carlos", "Ian", "Neil", "Martin", "Philip", "Bruce", "Keith", "Jane", "Lucy",
@@ -330,7 +350,7 @@ FILLER_TEMPLATES = (
     "{name} showed the {person} a {adj} {object}.",
     "The {person} passed the {object} around the room.",
     "{name} threw the {object} into the {adj} {place}.",
-    "{name} sold an old {object} to a {person}.",
+    "{name} sold an old {object} at the {place}.",  # not "sold ... to a": held-out IOI ends "sold a ... to"
     "Later, {name} walked into the {place}.",
     "Later that day, the {person} went home.",
     "Then, the {person} went home.",

@@ -177,7 +177,7 @@ def test_single_kind_mix_and_its_smaller_vocabulary():
     only_ioi = TaskSuite(seed=3, mix=TaskMix(ioi=1, fact=0, greater_than=0, induction=0, filler=0))
     assert {s.kind for i in range(50) for s in only_ioi.document(i)} == {"ioi"}
     vocab = set(only_ioi.vocabulary())
-    assert 100 < len(vocab) < 400
+    assert 100 < len(vocab) < 700
     assert set(only_ioi.training_rows(300).flatten().tolist()) <= vocab
 
 
@@ -254,13 +254,11 @@ def test_vocabulary_equals_an_independent_text_tokenization(suite):
     assert 1500 < len(vocab) < 4000
 
 
-def test_generated_rows_stay_inside_the_vocabulary_and_cover_it(suite, rows):
-    seen = set(rows.flatten().tolist())
-    vocab = set(suite.vocabulary())
-    assert seen <= vocab
-    # 3000 rows miss a few rare sentence-initial spellings ("Jessica" vs " Jessica"); 20,000 rows cover
-    # every token, and a training run reads over 300,000.
-    assert len(seen) / len(vocab) > 0.95
+def test_generated_rows_stay_inside_the_vocabulary_and_cover_it(suite):
+    # 30,000 rows (~1.5 s) reach the rarest tokens, sentence-initial spellings of names ("Jessica" vs
+    # " Jessica"); a training run reads over 300,000.
+    seen = set(suite.training_rows(30_000).flatten().tolist())
+    assert seen == set(suite.vocabulary())
 
 
 def test_heldout_prompts_and_answers_are_inside_the_training_vocabulary(suite):
