@@ -116,7 +116,10 @@ def _layer_plan(engine, request: AttributionRequest, explained: Explained) -> tu
     return mlp, attn, sorted(splice)
 
 
-def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn_plan, splice_points):
+def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn_plan, splice_points,
+                      logit_positions: list[int]):
+    """Activations and their gradients for one pass. Only ``logit_positions`` (one per row: the loss
+    positions) are unembedded; logits come back as ``[batch, vocab]``."""
     model = engine.model
     n = model.cfg.n_layer
     names = {"hook_embed", "hook_pos_embed", explained.read_hook, *explained.capture}
@@ -135,14 +138,14 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
     hooks = list(explained.hooks) + [(name, capture) for name in sorted(names)]
     with torch.enable_grad():
         logits = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
-                       splices=engine.splices(splice_points))
+                       splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions))
         scalars = explained.scalar(capture.store, logits)
         tensors = list(capture.store.values())
         grads = torch.autograd.grad(scalars.sum(), tensors, allow_unused=True)
     grad = {name: (g if g is not None else torch.zeros_like(t))
             for name, t, g in zip(capture.store.keys(), tensors, grads)}
     acts = {name: t.detach() for name, t in capture.store.items()}
-    return logits.detach(), scalars.detach(), acts, grad
+    return logits.detach()[:, 0], scalars.detach(), acts, grad
 
 
 def _valid_positions(prepared: PreparedPrompts) -> torch.Tensor:
@@ -322,13 +325,13 @@ def _rows(blocks, prepared, selected) -> list[NodeRow]:
     gathered: dict[tuple[int, int, int], list[float]] = {}
     for bid, pairs in wanted.items():
         block = blocks[bid]
-        columns = [block.values[c].reshape(prepared.batch, -1) for c in COLUMNS]
+        columns = [block.values[c] for c in COLUMNS]
         if block.attention_prob is not None:
-            columns.append(block.attention_prob.reshape(prepared.batch, -1))
-        table = torch.stack(columns, -1)                        # [batch, flat, columns]
+            columns.append(block.attention_prob)
         i_t = torch.tensor([i for i, _ in pairs])
         f_t = torch.tensor([f for _, f in pairs])
-        for (i, f), nums in zip(pairs, table[i_t, f_t].tolist()):
+        picked = torch.stack([c.reshape(prepared.batch, -1)[i_t, f_t] for c in columns], -1)   # [pairs, columns]
+        for (i, f), nums in zip(pairs, picked.tolist()):
             gathered[(bid, i, f)] = nums
     rows = []
     for (bid, index, slot_q, slot_k), spots in zip(selected, located):
@@ -405,7 +408,7 @@ class NodeTensors:
 
     prepared: PreparedPrompts
     explained: Explained
-    logits: torch.Tensor          # [batch, width, vocab]
+    logits: torch.Tensor          # [batch, vocab]: at each prompt's loss position
     scalars: torch.Tensor         # [batch]: the explained scalar per prompt
     blocks: list[Block]
     bias_direct: torch.Tensor     # [batch]: direct effect of every bias (and the final LN bias)
@@ -493,8 +496,9 @@ def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:
         explained = _shared_explained(members, rows)
         prepared = PreparedPrompts.concatenated([m.prepared for m in members])
     first = members[0]
+    logit_positions = [p for m in members for p in m.loss_expl.positions]
     logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, first.mlp_plan,
-                                                    first.attn_plan, first.splice_points)
+                                                    first.attn_plan, first.splice_points, logit_positions)
     out = []
     for m, r in zip(members, rows):
         acts_m = {k: v[r] for k, v in acts.items()}
@@ -552,7 +556,7 @@ def _result(request: AttributionRequest, t: NodeTensors) -> AttributionResult:
             extra += single_token_ids(request.loss.distractors, "loss.distractors")
     results = []
     for i in range(prepared.batch):
-        top, bottom, targets = predictions(t.logits[i, t.loss_positions[i]], extra=extra)
+        top, bottom, targets = predictions(t.logits[i], extra=extra)
         results.append(PromptResult(
             tokens=[gpt2_token(x) for x in prepared.token_ids[i]], token_ids=prepared.token_ids[i],
             loss=float(t.scalars[i]), loss_position=t.explained.positions[i], top_predictions=top,
@@ -609,6 +613,7 @@ def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
         logits = engine.model(prepared.tokens, prepared.mask,
                               fwd_hooks=[("hook_embed", leaf), *target.hooks, (hook, capture),
                                          *[(c, capture) for c in target.capture]],
-                              interventions=interventions, splices=engine.splices(target.splice_points))
+                              interventions=interventions, splices=engine.splices(target.splice_points),
+                              logit_positions=torch.tensor(loss_expl.positions))
         (g,) = torch.autograd.grad(target.scalar(capture.store, logits).sum(), [capture.store[hook]])
     return g.detach()

@@ -32,7 +32,7 @@ class Explained:
     max_layer: int                               # components of layers > max_layer are not upstream
     include_mlp_at_max: bool                     # is the MLP of max_layer upstream?
     include_attn_at_max: bool
-    scalar: Callable[[dict, torch.Tensor], torch.Tensor]   # (captured, logits) -> [batch]
+    scalar: Callable[[dict, torch.Tensor], torch.Tensor]   # (captured, logits at the loss positions [batch, 1, vocab]) -> [batch]
     positions: list[int]                         # per prompt, the position the scalar is read at
     splice_points: list[str] = dataclasses.field(default_factory=list)  # SAEs that must be spliced
 
@@ -111,7 +111,7 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor) -> tuple[Callable[[torc
 def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
     n = model.cfg.n_layer
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
-    fn, what = loss_scalar(loss, torch.tensor(positions))
+    fn, what = loss_scalar(loss, torch.tensor(0))  # the pass unembeds only the loss positions
     return Explained(
         description=f"loss: {what} at position {loss.position}",
         hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",

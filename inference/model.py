@@ -228,7 +228,8 @@ class GPT2(nn.Module):
                 hooks: Hooks | None = None, fwd_hooks: HookSpec = None, bwd_hooks: HookSpec = None,
                 interventions: Sequence = (), splices: Sequence = (), past_kv: KVCache | None = None,
                 return_kv: bool = False, stop_at_layer: int | None = None,
-                start_at_layer: int | None = None, start_resid: torch.Tensor | None = None):
+                start_at_layer: int | None = None, start_resid: torch.Tensor | None = None,
+                logit_positions: torch.Tensor | None = None):
         """Logits ``[batch, pos, vocab]`` for ``tokens`` ``[batch, pos]``.
 
         ``attention_mask`` (1 = real token, 0 = padding; covering past and new tokens when a KV
@@ -240,7 +241,9 @@ class GPT2(nn.Module):
         With ``stop_at_layer=L`` the residual stream entering block L is returned instead of logits
         (``L = n_layer``: the final residual, before ``ln_final``). With ``start_at_layer=L`` and
         ``start_resid`` (the residual entering block L, e.g. from a cache) the blocks before L are
-        skipped; ``tokens`` then only give the batch shape and positions.
+        skipped; ``tokens`` then only give the batch shape and positions. With ``logit_positions``
+        (``[batch]`` positions) only those positions are unembedded: logits ``[batch, 1, vocab]``,
+        much cheaper (forward and backward) when only one prediction per row is needed.
         """
         past_len = past_kv[0][0].shape[1] if past_kv else 0
         self.check_tokens(tokens, past_len)
@@ -286,7 +289,13 @@ class GPT2(nn.Module):
             presents.append(present)
         if stop_at_layer == self.cfg.n_layer:
             return resid
-        logits = self.unembed(self.ln_f(resid, run))
+        final = self.ln_f(resid, run)
+        if logit_positions is not None:
+            if logit_positions.shape != (b,):
+                raise InvalidInputError(f"logit_positions has shape {tuple(logit_positions.shape)}, expected ({b},)",
+                                        field="logit_positions")
+            final = final[torch.arange(b, device=final.device), logit_positions.to(final.device)][:, None]
+        logits = self.unembed(final)
         return (logits, presents) if return_kv else logits
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Latency and throughput of TDB attribution requests against a running activation server.
 
     mechscope serve &                                     # in another shell
-    python scripts/bench/server.py --url http://127.0.0.1:8000 --requests 40 --concurrency 1 8
+    python scripts/bench/server.py --url http://127.0.0.1:8000 --concurrency 1 8
 
 Each request ablates a different MLP neuron (so the server's cache of identical requests does not
 answer it) on the IOI prompt and its corrupted twin, like the viewer's main view. Prints p50/p99
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--token", default=None, help="bearer token, if the server needs one")
-    parser.add_argument("--requests", type=int, default=40, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=200,
+                        help="requests per concurrency level (p99 needs a few hundred)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
@@ -82,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     run_level(args.url, headers, 1, args.warmup, offset, info, args.top_k)
     offset += args.warmup
     print(f"{'clients':>7} {'ok':>5} {'503':>5} {'err':>5} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>7}")
+    levels = {}
     for c in args.concurrency:
         r = run_level(args.url, headers, c, args.requests, offset, info, args.top_k)
         offset += args.requests
+        levels[c] = r
         print(f"{c:>7} {r['ok']:>5} {r['busy_503']:>5} {r['errors']:>5} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
               f"{r['req_per_s']:>7.2f}")
+    if 1 in levels and len(levels) > 1:
+        base = levels[1]["p50_ms"]
+        for c, r in levels.items():
+            if c != 1:
+                ratio = r["p99_ms"] / base
+                print(f"p99({c} clients) / p50(1 client) = {ratio:.2f} (target <= 3): {'PASS' if ratio <= 3 else 'FAIL'}")
     return 0
 
 
