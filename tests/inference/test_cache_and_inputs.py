@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mechscope.inference import (EmptyPromptError, PromptTooLongError, TokenOutOfRangeError, UnknownHookError,
-                                 ZeroAblate)
+from mechscope.inference import (EmptyPromptError, InvalidInputError, PromptTooLongError, TokenOutOfRangeError,
+                                 UnknownHookError, ZeroAblate)
 
 
 def test_cache_stores_only_what_is_asked(small_model):
@@ -46,3 +46,17 @@ def test_bad_inputs_raise_typed_errors(small_model):
         small_model(torch.tensor([[-1, 2]]))
     with pytest.raises(UnknownHookError, match="did you mean 'blocks.0.attn.hook_pattern'"):
         small_model.run_with_cache(torch.tensor([[1, 2]]), names=["blocks.0.attn.hook_patern"])
+
+
+def test_logit_positions_unembed_only_those_positions(small_model):
+    tokens = torch.randint(0, 50257, (3, 9), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(tokens)
+    mask[1, 6:] = 0  # a right-padded row: its last real position is 5
+    positions = torch.tensor([8, 5, 0])
+    with torch.no_grad():
+        full = small_model(tokens, mask)
+        some = small_model(tokens, mask, logit_positions=positions)
+    assert some.shape == (3, 1, small_model.cfg.vocab_size)
+    assert torch.allclose(some[:, 0], full[torch.arange(3), positions], atol=1e-5)
+    with pytest.raises(InvalidInputError, match="logit_positions"):
+        small_model(tokens, logit_positions=torch.tensor([1, 2]))
