@@ -7,13 +7,14 @@ that solve a task must find the sentence that matters among unrelated ones:
 
 * **IOI** (indirect object identification, Wang et al. 2022): "When Mary and John went to the
   store, John gave a drink to Mary." Two names are introduced, one (S) is repeated, and the
-  sentence ends with the other (IO). 22 templates, both name orders (ABBA, BABA), 80 single-token
-  names, 22 places, 24 objects. Plants duplicate-token, S-inhibition and name-mover heads.
-* **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,600 ordinary word tokens
+  sentence ends with the other (IO). 42 templates with many verbs and sentence shapes, both name
+  orders (ABBA, BABA), 374 single-token names, 22 places, 24 objects. Plants duplicate-token,
+  S-inhibition and name-mover heads.
+* **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,900 ordinary word tokens
   (and all names), repeated a few sentences later. The second copy is predictable only by
   looking back: plants previous-token and induction heads (and generic copying).
 * **Factual recall**: 230 facts: capitals of 60 countries and 45 US states, the main language of
-  57 countries and the continent of 68, each stated in 8-11 sentence frames ("The capital of
+  57 countries and the continent of 68, each stated in 11-12 sentence frames ("The capital of
   France is Paris.", "Tourists who visit France often go to its capital, Paris."). The answer is
   never in the context, so it must be stored in the weights (MLP key-value memories). Facts whose answer's first
   token is ambiguous within the relation, or copyable from the subject, are left out.
@@ -28,10 +29,10 @@ Held-out split: 20 names, 6 places, 6 objects, 5 IOI templates, 9 fact frames, 6
 2 greater-than templates never occur in training in their task (held-out words occur only in
 filler sentences and induction spans, so their embeddings are still trained; held-out templates and frames never
 occur at all). :meth:`TaskSuite.vocabulary` is the exact set of token ids a training row can
-contain (2,470 with the default mix), so a trainer may restrict the softmax to it.
+contain (3,125 with the default mix), so a trainer may restrict the softmax to it.
 
-Default mix (share of sentences): IOI 25%, facts 25%, greater-than 15%, induction spans 10% (plus
-their repeats), filler 25%; a 128-token row holds about 11 sentences.
+Default mix (relative weights, :class:`TaskMix`): IOI 0.28, facts 0.20, greater-than 0.10,
+induction spans 0.25 (plus their repeats), filler 0.17; a 128-token row holds about 11 sentences.
 
 Everything is a pure function of ``seed``: row ``i`` is generated from its own random stream, so
 rows can be produced in any order, in shards, or resumed.
