@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import math
 
 import torch
@@ -51,7 +52,7 @@ class Block:
     values: dict[str, torch.Tensor]    # column -> [batch, *shape]; NaN where the node does not exist
     attention_prob: torch.Tensor | None = None
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values["activation"].shape[1:])
 
@@ -345,7 +346,7 @@ def _rows(blocks, prepared, selected) -> list[NodeRow]:
                 values.append(None)
                 continue
             prob = nums[len(COLUMNS)] if block.attention_prob is not None else None
-            values.append(NodeValues(**dict(zip(COLUMNS, nums)), attention_prob=prob))
+            values.append(NodeValues.model_construct(**dict(zip(COLUMNS, nums)), attention_prob=prob))
         rows.append(NodeRow(key=_node_key(block, index, slot_q, slot_k), kind=block.kind, layer=block.layer,
                             index=index, sae=block.sae, positions=positions,
                             key_positions=key_positions if block.kind == "attn_head" else None, values=values))
@@ -376,8 +377,9 @@ def _token_summaries(blocks, prepared, i) -> list[TokenSummary]:
         else:
             add("mlp", te.nansum(-1) if te.dim() == 2 else te, de.nansum(-1) if de.dim() == 2 else de)
     tokens = [gpt2_token(t) for t in prepared.token_ids[i]]
-    return [TokenSummary(token=tokens[p], **{k: float(v[p]) for k, v in sums.items()},
-                         **{f"direct_{k}": float(v[p]) for k, v in direct.items()}) for p in range(n)]
+    columns = {**{k: v.tolist() for k, v in sums.items()}, **{f"direct_{k}": v.tolist() for k, v in direct.items()}}
+    # model_construct: these are floats we just computed, so validating thousands of them again is waste
+    return [TokenSummary.model_construct(token=tokens[p], **{k: v[p] for k, v in columns.items()}) for p in range(n)]
 
 
 def gpt2_token(token_id: int) -> str:
