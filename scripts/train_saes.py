@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--total-tokens", type=int, default=defaults.total_tokens)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--aux-k", type=int, default=defaults.aux_k)
-    p.add_argument("--dead-after-tokens", type=int, default=defaults.dead_after_tokens)
+    p.add_argument("--dead-after-tokens", type=int, default=100_000,
+                   help="AuxK revives latents inactive this long (100k: at 250k the last MLP SAE ended 10%% dead)")
     p.add_argument("--buffer-tokens", type=int, default=defaults.buffer_tokens)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log", type=Path, default=Path("artifacts/sae_training/log.jsonl"))

@@ -38,5 +38,6 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
                                 "--token", "tok-7f3a9", "--requests", "2", "--concurrency", "1", "2", "--warmup", "0"],
                                capture_output=True, text=True, timeout=120)
         assert bench.returncode == 0, bench.stderr
-        assert "p50 ms" in bench.stdout and len(bench.stdout.strip().splitlines()) == 4
+        lines = bench.stdout.strip().splitlines()
+        assert "p50 ms" in bench.stdout and len(lines) == 5 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
     assert "ready" in server.output() and "tok-7f3a9" not in server.output()

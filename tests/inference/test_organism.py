@@ -39,8 +39,10 @@ def report(organism):
 # Known gaps of the shipped organism (issue 3 stays open until a retrain closes them); strict, so the
 # suite fails as soon as a retrain meets them and the marker must go.
 KNOWN_SHORTFALLS = {
-    "ioi_io_beats_s_rate": "held-out IOI: IO > S on 79% of prompts (logit diff 3.1 meets its target)",
-    "fact_top1": "held-out fact frames: capitals 99%, but languages/continents ~34%",
+    "ioi_io_beats_s_rate": "held-out IOI: IO > S on 91% of prompts (logit diff 7.1 meets its target); one "
+                           "held-out template ('... sat down at the P. S threw a O to') is 61% in ABBA order",
+    "fact_top1": "held-out facts 91%: capitals 97%, continents 100%, languages 68% — one frame, 'Newspapers in X "
+                 "are written in', is read as a continent question (5%)",
 }
 
 
@@ -51,3 +53,26 @@ def test_acceptance_targets_on_held_out_split(report, metric):
     op, target = ACCEPTANCE_TARGETS[metric]
     value = getattr(report, metric)
     assert (value >= target) if op == ">=" else (value < target), report.format_table()
+
+
+def test_only_the_never_seen_tokens_share_an_unembedding(organism):
+    from mechscope.inference.vocabulary import shared_unembedding_mask
+    shared = shared_unembedding_mask(organism)
+    seen = torch.zeros(organism.cfg.vocab_size, dtype=torch.bool)
+    seen[TaskSuite(0).vocabulary()] = True
+    assert torch.equal(shared, ~seen)
+
+
+def test_promoted_and_suppressed_tokens_skip_the_tied_never_seen_tokens(organism):
+    from mechscope.activation_server.lens import write_tokens
+    from mechscope.activation_server.schemas import NodeRef
+    from mechscope.inference.vocabulary import shared_unembedding_mask
+    shared = shared_unembedding_mask(organism)
+    seen = set(TaskSuite(0).vocabulary())
+    for layer, index in ((0, 3), (3, 100)):
+        node = NodeRef(kind="mlp_neuron", layer=layer, index=index, position=0)
+        result = write_tokens(organism, {}, node, k=10, shared=shared)
+        ids = [t.token_id for t in result.promoted + result.suppressed]
+        assert len(ids) == 20 and set(ids) <= seen
+        values = [t.value for t in result.promoted]
+        assert values == sorted(values, reverse=True)
