@@ -2,7 +2,7 @@
 """Print the model organism's acceptance table on the held-out split (and optionally rewrite the
 evaluation section of its MODEL_CARD.md).
 
-    python scripts/eval_organism.py [--model organism|DIR] [--write-card]
+    python scripts/eval_organism.py [--model organism|DIR] [--write-card] [--breakdown]
 """
 
 from __future__ import annotations
@@ -87,11 +87,31 @@ difference| = {hf_diff:.2e}.
 """
 
 
+def print_breakdown(model, suite: TaskSuite, n_ioi: int = 500) -> None:
+    """Held-out IOI (IO > S) per template and name order, and fact top-1 per frame: where a failing
+    acceptance metric loses its points."""
+    from collections import defaultdict
+    ioi, facts = defaultdict(list), defaultdict(list)
+    with torch.no_grad():
+        for e in suite.ioi_examples(n_ioi):
+            logits = model(torch.tensor([e.tokens]))[0, -1]
+            ioi[(e.template, e.order)].append(bool(logits[e.io_token] > logits[e.s_token]))
+        for e in suite.fact_examples():
+            facts[(e.relation, e.frame)].append(int(model(torch.tensor([e.tokens]))[0, -1].argmax()) == e.answer_token)
+    print("\nheld-out IOI, IO > S per template and order:")
+    for (template, order), ok in sorted(ioi.items()):
+        print(f"  {sum(ok) / len(ok):6.2f}  {order}  {template}")
+    print("held-out facts, top-1 per frame:")
+    for (relation, frame), ok in sorted(facts.items()):
+        print(f"  {sum(ok) / len(ok):6.2f}  {relation:<9}  {frame}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="organism")
     p.add_argument("--write-card", action="store_true", help="rewrite MODEL_CARD.md beside the weights")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--breakdown", action="store_true", help="also print IOI per template and facts per frame")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
@@ -100,6 +120,8 @@ def main() -> None:
     report = evaluate_organism(model, TaskSuite(0), batch_size=64)
     print(report.format_table())
     print(f"(evaluated in {time.time() - t0:.0f} s)")
+    if args.breakdown:
+        print_breakdown(model, TaskSuite(0))
     if args.write_card:
         meta = json.loads((directory / "training.json").read_text())
         cfg = model.cfg
