@@ -34,6 +34,7 @@ matmul of small models.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -48,6 +49,7 @@ from tqdm import tqdm
 
 from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.hooks import layer_of
+from mechscope.inference.vocabulary import shared_unembedding_mask
 
 from .node_dataset_corpus import Corpus, as_corpus
 from .node_dataset_effects import sae_write_vectors, token_effects
@@ -358,6 +360,11 @@ class NodeDatasetBuilder:
         self._clear_checkpoints(keep=None)
         return manifest
 
+    @functools.cached_property
+    def _shared_tokens(self) -> torch.Tensor:
+        """Tokens left out of promoted/suppressed lists (once per build: ~1 s for GPT-2's vocabulary)."""
+        return shared_unembedding_mask(self.model)
+
     def _encode_group(self, spec: GroupSpec) -> tuple[bytes, bytes]:
         state = self.states[spec.name]
         t = {k: v.numpy() for k, v in state.ordered().items()}
@@ -365,7 +372,8 @@ class NodeDatasetBuilder:
         vectors = self._write_vectors(spec, state)
         effects = None
         if vectors is not None:
-            effects = [e.numpy() for e in token_effects(self.model, vectors, self.config.logit_tokens)]
+            effects = [e.numpy() for e in token_effects(self.model, vectors, self.config.logit_tokens,
+                                                        shared=self._shared_tokens)]
         q, s = self.config.quantile_bins, self.config.quantile_samples
         count = int(t["count"])
         records, offsets, lengths, crcs = [], [], [], []

@@ -38,13 +38,16 @@ def sae_write_vectors(model, hook_point: str, w_dec: torch.Tensor) -> torch.Tens
     return None
 
 
-def token_effects(model, vectors: torch.Tensor, n_tokens: int, chunk: int = 256  # type: ignore[no-untyped-def]
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def token_effects(model, vectors: torch.Tensor, n_tokens: int, chunk: int = 256,  # type: ignore[no-untyped-def]
+                  shared: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(promoted ids, promoted values, suppressed ids, suppressed values), each ``[nodes, n_tokens]``;
-    suppressed values are the most negative logit contributions, most negative first."""
+    suppressed values are the most negative logit contributions, most negative first. ``shared``:
+    :func:`shared_unembedding_mask` of the model (computed here when not given; pass it when
+    calling this for many node groups of one model)."""
     w_u = model.W_U.detach().float()
     gain = model.ln_f.weight.detach().float()
-    shared = shared_unembedding_mask(model)  # tokens that always tie (the organism's unused tokens)
+    if shared is None:
+        shared = shared_unembedding_mask(model)  # tokens that always tie (the organism's unused tokens)
     n_tokens = min(n_tokens, int((~shared).sum()))
     outs: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
