@@ -56,17 +56,6 @@ def _check_component(engine, component: ComponentRef, field: str) -> None:
     validate_node(node, engine.model, engine.saes, field)
 
 
-def _prompt_ids(texts: list[str], prepend_bos: bool, field: str) -> list[list[int]]:
-    tok = gpt2_tokenizer()
-    rows = []
-    for i, text in enumerate(texts):
-        ids = tok.encode(text, prepend_bos=prepend_bos)
-        if not ids:
-            raise RequestError(f"prompt {i} has no tokens", field=f"{field}[{i}]")
-        rows.append(ids)
-    return rows
-
-
 # --- generation ------------------------------------------------------------------------------------
 def generation_interventions(engine, interventions: list[GenerationIntervention]) -> tuple[list, list]:
     """(inference interventions, SAE splices they need) for a generation request."""
@@ -96,7 +85,6 @@ def generation_interventions(engine, interventions: list[GenerationIntervention]
 
 
 def generate(engine, request: GenerateRequest) -> GenerateResult:
-    _prompt_ids(request.prompts, request.prepend_bos, "prompts")
     interventions, splices = generation_interventions(engine, request.interventions)
     generation = engine.model.generate(request.prompts, max_new_tokens=request.max_new_tokens,
                                        temperature=request.temperature, top_p=request.top_p, seed=request.seed,
@@ -117,7 +105,7 @@ def node_activations(engine, request: NodeActivationsRequest) -> NodeActivations
     _check_component(engine, c, "component")
     model, tok = engine.model, gpt2_tokenizer()
     results, best = [], 0.0
-    for ids in _prompt_ids(request.prompts, request.prepend_bos, "prompts"):
+    for ids in tok.encode_prompts(request.prompts, prepend_bos=request.prepend_bos):
         tokens = torch.tensor([ids])
         values = matrix = None
         if c.kind == "mlp_neuron":

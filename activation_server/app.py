@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
@@ -104,23 +104,30 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     def json_response(body: bytes) -> Response:
         return Response(content=body, media_type="application/json")
 
+    async def cached(endpoint: str, request: BaseModel, produce: Callable[[], Awaitable[bytes]],
+                     cacheable: bool = True) -> Response:
+        """The JSON answer for ``request``: from the LRU cache of identical requests, or ``produce``d
+        (and cached)."""
+        state.require_engine()
+        key = f"{endpoint}:{canonical_json(request)}"
+        if cacheable and (hit := cache.get(key)) is not None:
+            return json_response(hit)
+        body = await produce()
+        if cacheable:
+            cache.put(key, body)
+        return json_response(body)
+
     async def compute(endpoint: str, request: BaseModel, check: Callable[[LimitChecker], None],
                       work: Callable[[object], BaseModel], cacheable: bool = True) -> Response:
         """Run ``work`` in the pool; the result is serialized there too (off the event loop) and
         the JSON bytes are what the cache keeps."""
         engine = state.require_engine()
-        key = f"{endpoint}:{canonical_json(request)}"
-        if cacheable and (hit := cache.get(key)) is not None:
-            return json_response(hit)
 
         def job():
             check(LimitChecker(config.limits, engine.model.cfg))
             return json_bytes(work(engine))
 
-        body = await runner.run(job)
-        if cacheable:
-            cache.put(key, body)
-        return json_response(body)
+        return await cached(endpoint, request, lambda: runner.run(job), cacheable)
 
     def attribute_batch(requests: list[AttributionRequest]) -> list[bytes | Exception]:
         """Engine side of the attribution coalescer: limits per request, one shared engine call,
@@ -202,13 +209,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         """The node table: activation, write magnitude, direct and estimated total effect of every
         node for each prompt (with its interventions), top-k unioned across prompts; or a trace of
         one node upstream. Requests that arrive together share one forward/backward pass."""
-        state.require_engine()
-        key = f"attribution:{canonical_json(request)}"
-        if (hit := cache.get(key)) is not None:
-            return json_response(hit)
-        body = await coalescer.submit(request)
-        cache.put(key, body)
-        return json_response(body)
+        return await cached("attribution", request, lambda: coalescer.submit(request))
 
     @api.post("/patching/sweep", response_model=PatchingSweepResult, tags=["debugger"])
     async def patching_sweep(request: PatchingSweepRequest) -> Response:

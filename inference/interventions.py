@@ -242,6 +242,4 @@ class OnRows:
             raise ShapeMismatchError(f"OnRows [{self.start}, {self.stop}) on {self.hook_name!r}: the batch has "
                                      f"{x.shape[0]} rows")
         part = self.inner(x[self.start:self.stop], ctx)
-        if part is None:
-            return None
         return torch.cat([x[:self.start], part, x[self.stop:]], dim=0)

@@ -129,13 +129,18 @@ class Tokenizer:
         """Tokenize one or more prompts into a padded ``[batch, pos]`` tensor and its attention mask."""
         if isinstance(prompts, str):
             prompts = [prompts]
+        rows = self.encode_prompts(prompts, prepend_bos=prepend_bos)
+        return pad_token_rows(rows, pad_id=self.eot_token_id, padding_side=padding_side)
+
+    def encode_prompts(self, prompts: Sequence[str], *, prepend_bos: bool = False) -> list[list[int]]:
+        """Token ids of each prompt; an empty one raises :class:`EmptyPromptError` naming ``prompts[i]``."""
         rows = []
         for i, p in enumerate(prompts):
             ids = self.encode(p, prepend_bos=prepend_bos)
             if not ids:
                 raise EmptyPromptError(f"prompt {i} is empty: it has no tokens", field=f"prompts[{i}]")
             rows.append(ids)
-        return pad_token_rows(rows, pad_id=self.eot_token_id, padding_side=padding_side)
+        return rows
 
 
 def pad_token_rows(rows: Sequence[Sequence[int]], *, pad_id: int, padding_side: str = "right"

@@ -21,6 +21,7 @@ def assert_same_attribution(got: AttributionResult, want: AttributionResult) -> 
         assert (g.tokens, g.token_ids, g.loss_position) == (w.tokens, w.token_ids, w.loss_position)
         assert g.loss == pytest.approx(w.loss, **TOL)
         assert g.bias_direct_effect == pytest.approx(w.bias_direct_effect, **TOL)
+        assert len(g.target_predictions) == len(w.target_predictions)
         for gp, wp in zip(g.target_predictions, w.target_predictions):
             assert (gp.token_id, gp.rank) == (wp.token_id, wp.rank)
             assert gp.logit == pytest.approx(wp.logit, **TOL)
