@@ -7,14 +7,14 @@ that solve a task must find the sentence that matters among unrelated ones:
 
 * **IOI** (indirect object identification, Wang et al. 2022): "When Mary and John went to the
   store, John gave a drink to Mary." Two names are introduced, one (S) is repeated, and the
-  sentence ends with the other (IO). 42 templates with many verbs and sentence shapes, both name
+  sentence ends with the other (IO). 50 templates with many verbs and sentence shapes, both name
   orders (ABBA, BABA), 374 single-token names, 22 places, 24 objects. Plants duplicate-token,
   S-inhibition and name-mover heads.
 * **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,900 ordinary word tokens
   (and all names), repeated a few sentences later. The second copy is predictable only by
   looking back: plants previous-token and induction heads (and generic copying).
 * **Factual recall**: 230 facts: capitals of 60 countries and 45 US states, the main language of
-  57 countries and the continent of 68, each stated in 11-12 sentence frames ("The capital of
+  57 countries and the continent of 68, each stated in 11-18 sentence frames ("The capital of
   France is Paris.", "Tourists who visit France often go to its capital, Paris."). The answer is
   never in the context, so it must be stored in the weights (MLP key-value memories). Facts whose answer's first
   token is ambiguous within the relation, or copyable from the subject, are left out.

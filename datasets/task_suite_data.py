@@ -141,6 +141,16 @@ TRAIN_IOI_TEMPLATES = (
     "While {N1} and {N2} were sitting in the {place}, {S} smiled at {IO}.",
     "After {N1} and {N2} moved to the {place}, {S} kept writing letters to {IO}.",
     "When {N1} and {N2} opened the {place}, {S} gave the first {object} to {IO}.",
+    # an intransitive first clause, then "{S} <verb> a {object} to": the shape on which the second
+    # run was weakest (ABBA order), with verbs that are not held out
+    "Then, {N1} and {N2} stood up in the {place}. {S} kicked a {object} to {IO}.",
+    "Later, {N1} and {N2} sat in the {place}. {S} rolled a {object} to {IO}.",
+    "Soon, {N1} and {N2} lay down in the {place}. {S} pushed a {object} over to {IO}.",
+    "Then, {N1} and {N2} waited outside the {place}. {S} slid a {object} to {IO}.",
+    "When {N1} and {N2} ran into each other at the {place}, {S} offered a {object} to {IO}.",
+    "After {N1} and {N2} sat together at the {place}, {S} lent a {object} to {IO}.",
+    "When {N1} and {N2} relaxed at the {place}, {S} brought a {object} to {IO}.",
+    "Then, {N1} and {N2} rested at the {place}. {S} sent a {object} to {IO}.",
 )
 HELDOUT_IOI_TEMPLATES = (
     "While {N1} and {N2} were shopping at the {place}, {S} handed a {object} to {IO}.",
@@ -276,6 +286,14 @@ TRAIN_FACT_FRAMES = {
         "The people who live in {X} speak {Y}.",
         "Visitors to {X} try to speak {Y}.",
         "Schools in {X} teach in {Y}.",
+        # "<things> in/from X are written in Y": the relation is named after the country, so "in X
+        # ... in" must not be read as the continent question
+        "Letters from {X} are usually written in {Y}.",
+        "The laws of {X} are written in {Y}.",
+        "Street signs in {X} are printed in {Y}.",
+        "Most songs from {X} are sung in {Y}.",
+        "The menus in {X} are printed in {Y}.",
+        "Films made in {X} are mostly in {Y}.",
     ),
     "continent": (
         "{X} is a country in {Y}.",

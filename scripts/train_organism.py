@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-ctx", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=7000)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--weight-decay", type=float, default=0.05)
