@@ -144,18 +144,18 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
             except Exception as e:
                 out[i] = e
         try:
-            results = engine.attribute_many([requests[i] for i in runnable])
+            results = engine.attribute_many_json([requests[i] for i in runnable])
         except Exception:
             if len(runnable) == 1:
                 raise
             results = []
             for i in runnable:
                 try:
-                    results.append(engine.attribute_many([requests[i]])[0])
+                    results.append(engine.attribute_many_json([requests[i]])[0])
                 except Exception as e:
                     results.append(e)
         for i, result in zip(runnable, results):
-            out[i] = result if isinstance(result, Exception) else json_bytes(result)
+            out[i] = result
         return out  # type: ignore[return-value]
 
     coalescer = Coalescer(runner, attribute_batch, max_size=config.batch_prompts,

@@ -18,13 +18,11 @@ change of the scalar if the node were removed.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import functools
-import math
 
 import torch
 
+from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.hooks import HookContext
 from mechscope.inference.interventions import OnRows
@@ -32,53 +30,9 @@ from mechscope.inference.interventions import OnRows
 from .errors import RequestError
 from .explained import Explained, logit_diff_constant, loss_explained, trace_explained
 from .node_interventions import compile_interventions, validate_node
+from .node_table import Block, node_table, predictions, token_summaries
 from .prompts import PreparedPrompts, check_loss, prepare_prompts, single_token_ids
-from .schemas import (AttributionRequest, AttributionResult, NodeRow, NodeValues, PromptResult, TokenPrediction,
-                      TokenSummary)
-
-COLUMNS = ("activation", "write_magnitude", "direct_effect", "total_effect")
-
-
-@dataclasses.dataclass
-class Block:
-    """All nodes of one component type in one layer, as ``[batch, *shape]`` value tensors.
-
-    ``shape`` is (pos, index) for neurons/latents, (head, query, key) for heads, (pos,) for
-    embeddings and SAE errors."""
-
-    kind: str
-    layer: int | None
-    sae: str | None
-    values: dict[str, torch.Tensor]    # column -> [batch, *shape]; NaN where the node does not exist
-    attention_prob: torch.Tensor | None = None
-
-    @functools.cached_property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values["activation"].shape[1:])
-
-    def locate(self, flat: int) -> tuple[int, int, int | None]:
-        """(index, position/query, key) of a flat index into ``shape``."""
-        shape = self.shape
-        if self.kind == "attn_head":
-            rest, key = divmod(flat, shape[2])
-            head, query = divmod(rest, shape[1])
-            return head, query, key
-        if len(shape) == 1:
-            return 0, flat, None
-        pos, index = divmod(flat, shape[1])
-        return index, pos, None
-
-    def flat_of(self, index: int, pos: int, key: int | None) -> int:
-        if self.kind == "attn_head":
-            coords = (index, pos, key)
-        elif len(self.shape) == 1:
-            coords = (pos,)
-        else:
-            coords = (pos, index)
-        flat = 0
-        for c, s in zip(coords, self.shape):
-            flat = flat * s + c
-        return flat
+from .schemas import AttributionRequest, AttributionResult
 
 
 class _Capture:
@@ -267,142 +221,6 @@ def _sae_blocks(engine, point, layer, side, acts, grad, g_read, explained, valid
     return blocks, bias
 
 
-# --- tables -------------------------------------------------------------------------------------
-def _node_key(block: Block, index: int, slot_q: int, slot_k: int | None) -> str:
-    parts = [block.kind]
-    if block.layer is not None:
-        parts.append(f"L{block.layer}")
-    if block.sae:
-        parts.append(block.sae)
-    if block.kind in ("attn_head", "mlp_neuron", "sae_latent"):
-        parts.append(f"#{index}")
-    parts.append(f"@{slot_q}")
-    if slot_k is not None:
-        parts.append(f"k{slot_k}")
-    return ":".join(parts)
-
-
-def _select(blocks: list[Block], prepared: PreparedPrompts, top_k: int) -> list[tuple[int, int, int, int | None]]:
-    """(block id, index, slot_q, slot_k) of the union over prompts of each column's top and bottom k."""
-    chosen: dict[tuple, None] = {}
-    sizes = [math.prod(b.shape) for b in blocks]
-    offsets = [0]
-    for s in sizes:
-        offsets.append(offsets[-1] + s)
-    for col in COLUMNS:
-        flat = torch.cat([b.values[col].reshape(prepared.batch, -1) for b in blocks], dim=1)
-        for i in range(prepared.batch):
-            row = flat[i]
-            finite = ~torch.isnan(row)
-            k = min(top_k, int(finite.sum()))
-            picks = [torch.where(finite, row, float("-inf")).topk(k).indices]
-            if col != "write_magnitude":
-                picks.append(torch.where(finite, row, float("inf")).topk(k, largest=False).indices)
-            for f in torch.cat(picks).tolist():
-                bid = bisect.bisect_right(offsets, f) - 1
-                index, q, kpos = blocks[bid].locate(f - offsets[bid])
-                slot_q = prepared.slots[i][q]
-                slot_k = prepared.slots[i][kpos] if kpos is not None else None
-                chosen[(bid, index, slot_q, slot_k)] = None
-    return list(chosen)
-
-
-def _rows(blocks, prepared, selected) -> list[NodeRow]:
-    # Where each selected node sits in each prompt, then one gather per block for all the values.
-    located = []      # per selected node: [(prompt, flat index) or None] per prompt
-    wanted: dict[int, list[tuple[int, int]]] = {}
-    for bid, index, slot_q, slot_k in selected:
-        block, spots = blocks[bid], []
-        for i in range(prepared.batch):
-            q = prepared.position_of_slot(i, slot_q)
-            k = prepared.position_of_slot(i, slot_k) if slot_k is not None else None
-            if q is None or (slot_k is not None and k is None):
-                spots.append((q, k, None))
-                continue
-            f = block.flat_of(index, q, k)
-            wanted.setdefault(bid, []).append((i, f))
-            spots.append((q, k, f))
-        located.append(spots)
-    gathered: dict[tuple[int, int, int], list[float]] = {}
-    for bid, pairs in wanted.items():
-        block = blocks[bid]
-        columns = [block.values[c] for c in COLUMNS]
-        if block.attention_prob is not None:
-            columns.append(block.attention_prob)
-        i_t = torch.tensor([i for i, _ in pairs])
-        f_t = torch.tensor([f for _, f in pairs])
-        picked = torch.stack([c.reshape(prepared.batch, -1)[i_t, f_t] for c in columns], -1)   # [pairs, columns]
-        for (i, f), nums in zip(pairs, picked.tolist()):
-            gathered[(bid, i, f)] = nums
-    rows = []
-    for (bid, index, slot_q, slot_k), spots in zip(selected, located):
-        block = blocks[bid]
-        positions, key_positions, values = [], [], []
-        for i, (q, k, f) in enumerate(spots):
-            positions.append(q)
-            key_positions.append(k)
-            nums = gathered[(bid, i, f)] if f is not None else None
-            if nums is None or any(math.isnan(x) for x in nums[:len(COLUMNS)]):
-                values.append(None)
-                continue
-            prob = nums[len(COLUMNS)] if block.attention_prob is not None else None
-            values.append(NodeValues.model_construct(**dict(zip(COLUMNS, nums)), attention_prob=prob))
-        rows.append(NodeRow(key=_node_key(block, index, slot_q, slot_k), kind=block.kind, layer=block.layer,
-                            index=index, sae=block.sae, positions=positions,
-                            key_positions=key_positions if block.kind == "attn_head" else None, values=values))
-    rows.sort(key=lambda r: -max((abs(v.total_effect) for v in r.values if v is not None), default=0.0))
-    return rows
-
-
-def _token_summaries(blocks, prepared, i) -> list[TokenSummary]:
-    n = prepared.lengths[i]
-    sums = {k: torch.zeros(n) for k in ("embeddings", "mlp", "attention_by_query", "attention_by_key")}
-    direct = {k: torch.zeros(n) for k in sums}
-
-    def add(target: str, tensor_total: torch.Tensor, tensor_direct: torch.Tensor) -> None:
-        sums[target] += torch.nan_to_num(tensor_total[:n])
-        direct[target] += torch.nan_to_num(tensor_direct[:n])
-
-    for b in blocks:
-        te, de = b.values["total_effect"][i], b.values["direct_effect"][i]
-        if b.kind in ("embedding", "pos_embedding"):
-            add("embeddings", te, de)
-        elif b.kind == "attn_head":
-            add("attention_by_query", torch.nan_to_num(te).sum((0, 2)), torch.nan_to_num(de).sum((0, 2)))
-            add("attention_by_key", torch.nan_to_num(te).sum((0, 1)), torch.nan_to_num(de).sum((0, 1)))
-        elif b.kind in ("sae_latent", "sae_error") and b.sae and b.sae.endswith("hook_attn_out"):
-            t = te.nansum(-1) if te.dim() == 2 else te
-            d = de.nansum(-1) if de.dim() == 2 else de
-            add("attention_by_query", t, d)
-        else:
-            add("mlp", te.nansum(-1) if te.dim() == 2 else te, de.nansum(-1) if de.dim() == 2 else de)
-    tokens = [gpt2_token(t) for t in prepared.token_ids[i]]
-    columns = {**{k: v.tolist() for k, v in sums.items()}, **{f"direct_{k}": v.tolist() for k, v in direct.items()}}
-    # model_construct: these are floats we just computed, so validating thousands of them again is waste
-    return [TokenSummary.model_construct(token=tokens[p], **{k: v[p] for k, v in columns.items()}) for p in range(n)]
-
-
-def gpt2_token(token_id: int) -> str:
-    from mechscope.inference import gpt2_tokenizer
-    return gpt2_tokenizer().token_str(token_id)
-
-
-def predictions(logits_row: torch.Tensor, k: int = 10, extra: list[int] = ()) -> tuple[list, list, list]:
-    """Top and bottom ``k`` next tokens and the ``extra`` ones; rank 1 = highest logit (tied tokens
-    share the best rank among them)."""
-    logp = logits_row.log_softmax(-1)
-    k = min(k, logits_row.shape[-1])
-    top = logits_row.topk(k).indices.tolist()
-    bottom = logits_row.topk(k, largest=False).indices.tolist()
-
-    def pred(t: int) -> TokenPrediction:
-        rank = int((logits_row > logits_row[t]).sum()) + 1
-        return TokenPrediction(token=gpt2_token(t), token_id=t, logit=float(logits_row[t]), prob=float(logp[t].exp()),
-                               rank=rank)
-
-    return [pred(t) for t in top], [pred(t) for t in bottom], [pred(t) for t in extra]
-
-
 # --- entry points -------------------------------------------------------------------------------
 @dataclasses.dataclass
 class NodeTensors:
@@ -501,14 +319,15 @@ def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:
     logit_positions = [p for m in members for p in m.loss_expl.positions]
     logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, first.mlp_plan,
                                                     first.attn_plan, first.splice_points, logit_positions)
+    # members share everything _blocks reads from ``explained`` (read point, upstream and direct
+    # writers), so the node values are computed once for the whole batch and then sliced
+    blocks, bias_direct = _blocks(engine, prepared, explained, acts, grad, first.mlp_plan, first.attn_plan)
     out = []
     for m, r in zip(members, rows):
-        acts_m = {k: v[r] for k, v in acts.items()}
-        grad_m = {k: v[r] for k, v in grad.items()}
-        blocks, bias_direct = _blocks(engine, m.prepared, m.explained, acts_m, grad_m, m.mlp_plan, m.attn_plan)
+        bias_m = bias_direct[r]
         if m.request.trace is None:
-            bias_direct = bias_direct + logit_diff_constant(engine.model, m.request.loss)
-        out.append(NodeTensors(m.prepared, m.explained, logits[r], scalars[r], blocks, bias_direct,
+            bias_m = bias_m + logit_diff_constant(engine.model, m.request.loss)
+        out.append(NodeTensors(m.prepared, m.explained, logits[r], scalars[r], [b.rows(r) for b in blocks], bias_m,
                                m.loss_expl.positions))
     return out
 
@@ -548,37 +367,46 @@ def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
     return result
 
 
-def _result(request: AttributionRequest, t: NodeTensors) -> AttributionResult:
+def _answer(request: AttributionRequest, t: NodeTensors) -> dict:
+    """The answer to ``request`` as plain JSON-ready data, in :class:`AttributionResult`'s shape
+    (field for field, in its field order, so that serializing it gives the model's JSON)."""
     prepared = t.prepared
-    rows = _rows(t.blocks, prepared, _select(t.blocks, prepared, request.top_k))
     extra: list[int] = []
     if request.loss.kind in ("logit_diff", "log_prob"):
         extra = single_token_ids(request.loss.targets, "loss.targets")
         if request.loss.kind == "logit_diff":
             extra += single_token_ids(request.loss.distractors, "loss.distractors")
-    results = []
-    for i in range(prepared.batch):
-        top, bottom, targets = predictions(t.logits[i], extra=extra)
-        results.append(PromptResult(
-            tokens=[gpt2_token(x) for x in prepared.token_ids[i]], token_ids=prepared.token_ids[i],
-            loss=float(t.scalars[i]), loss_position=t.explained.positions[i], top_predictions=top,
-            bottom_predictions=bottom, target_predictions=targets,
-            token_summaries=_token_summaries(t.blocks, prepared, i), bias_direct_effect=float(t.bias_direct[i])))
-    return AttributionResult(explained=t.explained.description, prompts=results, nodes=rows)
+    tokens = gpt2_tokenizer()
+    summaries = token_summaries(t.blocks, prepared)
+    scalars, bias_direct = t.scalars.tolist(), t.bias_direct.tolist()
+    prompts = [{"tokens": tokens.token_strs(prepared.token_ids[i]), "token_ids": prepared.token_ids[i],
+                "loss": scalars[i], "loss_position": t.explained.positions[i], "top_predictions": top,
+                "bottom_predictions": bottom, "target_predictions": targets, "token_summaries": summaries[i],
+                "bias_direct_effect": bias_direct[i]}
+               for i, (top, bottom, targets) in enumerate(predictions(t.logits, extra))]
+    return {"explained": t.explained.description, "prompts": prompts,
+            "nodes": node_table(t.blocks, prepared, request.top_k)}
 
 
-def attribute_many(engine, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
-    """:func:`attribute` for several independent requests at once (see :func:`compute_node_tensors_many`)."""
-    out: list[AttributionResult | Exception] = []
+def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
+    """The answers to several independent requests (see :func:`compute_node_tensors_many`) as
+    :func:`_answer` data: what the server serializes straight to JSON."""
+    out: list[dict | Exception] = []
     for request, t in zip(requests, compute_node_tensors_many(engine, requests)):
         if isinstance(t, Exception):
             out.append(t)
             continue
         try:
-            out.append(_result(request, t))
+            out.append(_answer(request, t))
         except InvalidInputError as e:
             out.append(e)
     return out
+
+
+def attribute_many(engine, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
+    """:func:`attribute` for several independent requests at once (see :func:`compute_node_tensors_many`)."""
+    return [a if isinstance(a, Exception) else AttributionResult.model_validate(a)
+            for a in answers_many(engine, requests)]
 
 
 def attribute(engine, request: AttributionRequest) -> AttributionResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import pydantic_core
 import torch
 
 from mechscope.inference import GPT2, gpt2_tokenizer
@@ -86,6 +87,12 @@ class Engine:
         (an :class:`~mechscope.inference.errors.InvalidInputError`) in its slot."""
         from .attribution import attribute_many
         return attribute_many(self, requests)
+
+    def attribute_many_json(self, requests: list[AttributionRequest]) -> list[bytes | Exception]:
+        """:meth:`attribute_many` answered as the JSON of each :class:`AttributionResult`, built
+        without making the models (the server's path: the answers only go over the wire)."""
+        from .attribution import answers_many
+        return [a if isinstance(a, Exception) else pydantic_core.to_json(a) for a in answers_many(self, requests)]
 
 
 def default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mechscope.inference import MaskedPatch, Patch
+from mechscope.inference import MaskedPatch, Patch, gpt2_tokenizer
 
 from .errors import RequestError
 from .explained import loss_scalar
@@ -90,10 +90,9 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
     raw = torch.cat(losses).reshape(shape)
     denom = clean_loss - corrupted_loss
     norm = ((raw - corrupted_loss) / denom).tolist() if abs(denom) > 1e-9 else _nones(raw.tolist())
-    from .attribution import gpt2_token
     return PatchingSweepResult(kind=request.kind, axes=axes, values=norm, raw_loss=raw.tolist(),
                                clean_loss=clean_loss, corrupted_loss=corrupted_loss,
-                               tokens=[gpt2_token(t) for t in prepared.token_ids[0]])
+                               tokens=gpt2_tokenizer().token_strs(prepared.token_ids[0]))
 
 
 @torch.no_grad()

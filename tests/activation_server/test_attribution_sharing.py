@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mechscope.activation_server.errors import RequestError
-from mechscope.activation_server.schemas import (AttributionRequest, NodeIntervention, NodeRef, PromptSpec,
+from mechscope.activation_server.schemas import (AttributionRequest, AttributionResult, NodeIntervention, NodeRef, PromptSpec,
                                                  TraceSpec)
 from tests.support.attribution_compare import assert_same_attribution
 
@@ -70,3 +70,22 @@ def test_a_bad_request_fails_alone_with_its_field(engine):
     assert isinstance(out[3], RequestError) and out[3].field.startswith("loss.targets")
     assert_same_attribution(out[0], engine.attribute(good[0]))
     assert_same_attribution(out[2], engine.attribute(good[1]))
+
+
+def test_the_servers_json_is_the_validated_results_json(engine):
+    # The server sends the answers' plain data straight to JSON without building the models; it
+    # must be byte for byte what the validated AttributionResult would send (same fields, order, types).
+    requests = mixed_requests()
+    for request, sent, result in zip(requests, engine.attribute_many_json(requests), engine.attribute_many(requests)):
+        assert isinstance(sent, bytes), sent
+        assert AttributionResult.model_validate_json(sent).model_dump_json().encode() == sent
+        assert_same_attribution(AttributionResult.model_validate_json(sent), result)
+
+
+def test_a_bad_request_is_an_error_in_its_json_slot(engine):
+    bad = AttributionRequest(prompts=[PromptSpec(text=IOI)], loss={"targets": [" Mary"], "distractors": [" John"],
+                                                                   "position": 99})
+    good = AttributionRequest(prompts=[PromptSpec(text=IOI)], loss=LOSS, top_k=3)
+    sent_bad, sent_good = engine.attribute_many_json([bad, good])
+    assert isinstance(sent_bad, RequestError) and sent_bad.field == "loss.position"
+    assert AttributionResult.model_validate_json(sent_good).nodes

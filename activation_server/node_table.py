@@ -1,0 +1,251 @@
+"""From node tensors to the tables of an attribution answer, on whole tensors.
+
+One answer holds a few hundred nodes × prompts, each prompt's top/bottom predictions and its
+per-token summaries. Built value by value in Python, that costs more than the forward and backward
+pass that produced the numbers once concurrent requests share passes; so each step here is a few
+tensor operations over every prompt at once (one top-k per column, one gather for every selected
+value, one comparison for every prediction rank), and Python only assembles plain JSON-ready dicts
+from the resulting lists. The caller validates them once into the response model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+
+from mechscope.inference import gpt2_tokenizer
+
+from .prompts import PreparedPrompts
+
+COLUMNS = ("activation", "write_magnitude", "direct_effect", "total_effect")
+SUMMARY_TARGETS = ("embeddings", "mlp", "attention_by_query", "attention_by_key")
+
+
+@dataclasses.dataclass
+class Block:
+    """All nodes of one component type in one layer, as ``[batch, *shape]`` value tensors.
+
+    ``shape`` is (pos, index) for neurons/latents, (head, query, key) for heads, (pos,) for
+    embeddings and SAE errors."""
+
+    kind: str
+    layer: int | None
+    sae: str | None
+    values: dict[str, torch.Tensor]    # column -> [batch, *shape]; NaN where the node does not exist
+    attention_prob: torch.Tensor | None = None
+
+    @functools.cached_property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values["activation"].shape[1:])
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def rows(self, rows: slice) -> "Block":
+        """The same nodes on a slice of the batch."""
+        prob = self.attention_prob[rows] if self.attention_prob is not None else None
+        return Block(self.kind, self.layer, self.sae, {c: v[rows] for c, v in self.values.items()}, prob)
+
+    def flat_of(self, index: int, pos: int, key: int | None) -> int:
+        """The flat index into ``shape`` of node ``index`` at ``pos`` (and ``key`` for heads)."""
+        if self.kind == "attn_head":
+            return (index * self.shape[1] + pos) * self.shape[2] + key
+        if len(self.shape) == 1:
+            return pos
+        return pos * self.shape[1] + index
+
+
+def node_key(block: Block, index: int, slot_q: int, slot_k: int | None) -> str:
+    parts = [block.kind]
+    if block.layer is not None:
+        parts.append(f"L{block.layer}")
+    if block.sae:
+        parts.append(block.sae)
+    if block.kind in ("attn_head", "mlp_neuron", "sae_latent"):
+        parts.append(f"#{index}")
+    parts.append(f"@{slot_q}")
+    if slot_k is not None:
+        parts.append(f"k{slot_k}")
+    return ":".join(parts)
+
+
+class _Flat:
+    """Every block's values side by side: ``columns[c]`` is ``[batch, nodes]`` over all blocks."""
+
+    def __init__(self, blocks: Sequence[Block], batch: int):
+        self.blocks = blocks
+        sizes = [b.size for b in blocks]
+        self.offsets = torch.tensor([0, *itertools.accumulate(sizes)])
+        self.columns = {c: torch.cat([b.values[c].reshape(batch, -1) for b in blocks], dim=1) for c in COLUMNS}
+        nan = float("nan")
+        self.attention_prob = torch.cat([
+            b.attention_prob.reshape(batch, -1) if b.attention_prob is not None
+            else torch.full((batch, b.size), nan) for b in blocks], dim=1)
+        # per block: 0 = (pos,), 1 = (pos, index), 2 = (head, query, key); and its last two dims
+        self.layout = torch.tensor([2 if b.kind == "attn_head" else len(b.shape) - 1 for b in blocks])
+        self.dim1 = torch.tensor([b.shape[1] if len(b.shape) > 1 else 1 for b in blocks])
+        self.dim2 = torch.tensor([b.shape[2] if len(b.shape) > 2 else 1 for b in blocks])
+
+    def locate(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(block id, node index, position/query, key or -1) of global flat indices."""
+        bid = torch.searchsorted(self.offsets, flat, right=True) - 1
+        local = flat - self.offsets[bid]
+        layout, d1, d2 = self.layout[bid], self.dim1[bid], self.dim2[bid]
+        head_rest, key = local // d2, local % d2
+        index = torch.where(layout == 2, head_rest // d1, torch.where(layout == 1, local % d1, 0))
+        pos = torch.where(layout == 2, head_rest % d1, torch.where(layout == 1, local // d1, local))
+        key = torch.where(layout == 2, key, -1)
+        return bid, index, pos, key
+
+
+def _slot_table(prepared: PreparedPrompts) -> torch.Tensor:
+    """``[batch, width]``: the shared slot of each prompt position (padding: a slot no node has)."""
+    table = torch.full((prepared.batch, prepared.width), -(1 << 40), dtype=torch.long)
+    for i, slots in enumerate(prepared.slots):
+        table[i, :len(slots)] = torch.tensor(slots, dtype=torch.long)
+    return table
+
+
+def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tuple[int, int, int, int | None]]:
+    """(block id, index, slot_q, slot_k) of the union over prompts of each column's top and bottom
+    ``top_k`` (top only for the write magnitude), in order: column, prompt, top before bottom, best
+    first."""
+    n = flat.columns[COLUMNS[0]].shape[1]
+    k = min(top_k, n)
+    picks, valid = [], []
+    for col in COLUMNS:
+        values = flat.columns[col]
+        finite = ~torch.isnan(values)
+        ends = [True] if col == "write_magnitude" else [True, False]
+        idx = torch.cat([torch.where(finite, values, -math.inf if largest else math.inf)
+                         .topk(k, dim=1, largest=largest).indices for largest in ends], dim=1)   # [batch, k·ends]
+        picks.append(idx)
+        valid.append(finite.gather(1, idx))
+    flat_idx = torch.cat(picks, dim=1)    # [batch, picks], per prompt in column order
+    ok = torch.cat(valid, dim=1)
+    # flatten column by column, each prompt by prompt: the order in which nodes are first chosen
+    prompt = torch.arange(prepared.batch).unsqueeze(1).expand_as(flat_idx)
+    ends = torch.tensor([p.shape[1] for p in picks]).cumsum(0).tolist()
+    parts_f, parts_p, parts_ok = [], [], []
+    for start, end in zip([0, *ends], ends):
+        parts_f.append(flat_idx[:, start:end].reshape(-1))
+        parts_p.append(prompt[:, start:end].reshape(-1))
+        parts_ok.append(ok[:, start:end].reshape(-1))
+    f, p, keep = torch.cat(parts_f), torch.cat(parts_p), torch.cat(parts_ok)
+    f, p = f[keep], p[keep]
+    bid, index, pos, key = flat.locate(f)
+    slots = _slot_table(prepared)
+    slot_q = slots[p, pos]
+    slot_k = torch.where(key >= 0, slots[p, key.clamp(min=0)], 0)
+    chosen = dict.fromkeys(
+        (b, i, q, kk if k_ >= 0 else None)
+        for b, i, q, kk, k_ in zip(bid.tolist(), index.tolist(), slot_q.tolist(), slot_k.tolist(), key.tolist()))
+    return list(chosen)
+
+
+def node_rows(flat: _Flat, prepared: PreparedPrompts, selected: list[tuple[int, int, int, int | None]]) -> list[dict]:
+    """The node table: one row per selected node with its values on every prompt (None where the
+    node does not exist there), most total effect (on any prompt) first."""
+    blocks = flat.blocks
+    slot_pos = [{s: pos for pos, s in enumerate(slots)} for slots in prepared.slots]
+    offsets = flat.offsets.tolist()
+    located, gather_i, gather_f = [], [], []
+    for bid, index, slot_q, slot_k in selected:
+        block, spots = blocks[bid], []
+        for i in range(prepared.batch):
+            q = slot_pos[i].get(slot_q)
+            k = slot_pos[i].get(slot_k) if slot_k is not None else None
+            if q is None or (slot_k is not None and k is None):
+                spots.append((q, k, None))
+                continue
+            spots.append((q, k, len(gather_i)))
+            gather_i.append(i)
+            gather_f.append(offsets[bid] + block.flat_of(index, q, k))
+        located.append(spots)
+    i_t, f_t = torch.tensor(gather_i, dtype=torch.long), torch.tensor(gather_f, dtype=torch.long)
+    picked_t = torch.stack([flat.columns[c][i_t, f_t] for c in COLUMNS] + [flat.attention_prob[i_t, f_t]], -1)
+    picked, missing = picked_t.tolist(), picked_t[:, :len(COLUMNS)].isnan().any(-1).tolist()
+    rows = []
+    for (bid, index, slot_q, slot_k), spots in zip(selected, located):
+        block = blocks[bid]
+        values, best = [], 0.0
+        for q, k, g in spots:
+            if g is None or missing[g]:
+                values.append(None)
+                continue
+            act, write, direct, total, prob = picked[g]
+            best = max(best, abs(total))
+            values.append({"activation": act, "write_magnitude": write, "direct_effect": direct,
+                           "total_effect": total, "attention_prob": None if math.isnan(prob) else prob})
+        rows.append((-best, {
+            "key": node_key(block, index, slot_q, slot_k), "kind": block.kind, "layer": block.layer, "index": index,
+            "sae": block.sae, "positions": [q for q, _, _ in spots],
+            "key_positions": [k for _, k, _ in spots] if block.kind == "attn_head" else None, "values": values}))
+    rows.sort(key=lambda r: r[0])
+    return [row for _, row in rows]
+
+
+def node_table(blocks: Sequence[Block], prepared: PreparedPrompts, top_k: int) -> list[dict]:
+    flat = _Flat(blocks, prepared.batch)
+    return node_rows(flat, prepared, select_nodes(flat, prepared, top_k))
+
+
+def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts) -> list[list[dict]]:
+    """Per prompt, per token: the sums of total (and direct) effects by component type."""
+    shape = (prepared.batch, prepared.width)
+    sums = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
+    direct = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
+    for b in blocks:
+        te, de = torch.nan_to_num(b.values["total_effect"]), torch.nan_to_num(b.values["direct_effect"])
+        if b.kind == "attn_head":          # [batch, head, query, key]
+            parts = {"attention_by_query": (te.sum((1, 3)), de.sum((1, 3))),
+                     "attention_by_key": (te.sum((1, 2)), de.sum((1, 2)))}
+        else:
+            if te.dim() == 3:              # [batch, pos, index]
+                te, de = te.sum(-1), de.sum(-1)
+            if b.kind in ("embedding", "pos_embedding"):
+                target = "embeddings"
+            elif b.kind in ("sae_latent", "sae_error") and b.sae and b.sae.endswith("hook_attn_out"):
+                target = "attention_by_query"
+            else:
+                target = "mlp"
+            parts = {target: (te, de)}
+        for target, (t, d) in parts.items():
+            sums[target] += t
+            direct[target] += d
+    columns = {**{t: v.tolist() for t, v in sums.items()}, **{f"direct_{t}": v.tolist() for t, v in direct.items()}}
+    tok = gpt2_tokenizer()
+    out = []
+    for i, n in enumerate(prepared.lengths):
+        tokens = tok.token_strs(prepared.token_ids[i])
+        out.append([{"token": tokens[p], **{name: v[i][p] for name, v in columns.items()}} for p in range(n)])
+    return out
+
+
+def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) -> list[tuple[list, list, list]]:
+    """Per row of ``logits`` ``[batch, vocab]``: its top and bottom ``k`` next tokens and the
+    ``extra`` ones, as prediction dicts; rank 1 = highest logit (tied tokens share the best rank
+    among them)."""
+    logits = logits.float()
+    batch, vocab = logits.shape
+    k = min(k, vocab)
+    ids = torch.cat([logits.topk(k, dim=1).indices, logits.topk(k, dim=1, largest=False).indices,
+                     torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))], dim=1)
+    chosen = logits.gather(1, ids)
+    # counting in float32 (exact below 2**24) is several times faster than summing booleans
+    ranks = (logits.unsqueeze(1) > chosen.unsqueeze(2)).float().sum(2).long() + 1
+    probs = logits.log_softmax(-1).gather(1, ids).exp()
+    tok = gpt2_tokenizer()
+    out = []
+    for row_ids, row_logits, row_probs, row_ranks in zip(ids.tolist(), chosen.tolist(), probs.tolist(),
+                                                         ranks.tolist()):
+        preds = [{"token": s, "token_id": t, "logit": x, "prob": p, "rank": r}
+                 for s, t, x, p, r in zip(tok.token_strs(row_ids), row_ids, row_logits, row_probs, row_ranks)]
+        out.append((preds[:k], preds[k:2 * k], preds[2 * k:]))
+    return out
