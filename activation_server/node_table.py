@@ -127,17 +127,10 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tup
                          .topk(k, dim=1, largest=largest).indices for largest in ends], dim=1)   # [batch, k·ends]
         picks.append(idx)
         valid.append(finite.gather(1, idx))
-    flat_idx = torch.cat(picks, dim=1)    # [batch, picks], per prompt in column order
-    ok = torch.cat(valid, dim=1)
-    # flatten column by column, each prompt by prompt: the order in which nodes are first chosen
-    prompt = torch.arange(prepared.batch).unsqueeze(1).expand_as(flat_idx)
-    ends = torch.tensor([p.shape[1] for p in picks]).cumsum(0).tolist()
-    parts_f, parts_p, parts_ok = [], [], []
-    for start, end in zip([0, *ends], ends):
-        parts_f.append(flat_idx[:, start:end].reshape(-1))
-        parts_p.append(prompt[:, start:end].reshape(-1))
-        parts_ok.append(ok[:, start:end].reshape(-1))
-    f, p, keep = torch.cat(parts_f), torch.cat(parts_p), torch.cat(parts_ok)
+    # column by column, prompt by prompt: the order in which nodes are first chosen
+    f = torch.cat([idx.reshape(-1) for idx in picks])
+    p = torch.cat([torch.arange(prepared.batch).repeat_interleave(idx.shape[1]) for idx in picks])
+    keep = torch.cat([v.reshape(-1) for v in valid])
     f, p = f[keep], p[keep]
     bid, index, pos, key = flat.locate(f)
     slots = _slot_table(prepared)
