@@ -17,9 +17,10 @@ import dataclasses
 
 import torch
 
+from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.hooks import HookContext
 
-from .attribution import compute_node_tensors, gpt2_token
+from .attribution import compute_node_tensors
 from .schemas import (AttributionRequest, GraphEdge, GraphNode, GraphRequest, GraphResult, PromptSpec)
 
 
@@ -83,7 +84,7 @@ def attribution_graph(engine, request: GraphRequest) -> GraphResult:
     table = AttributionRequest(prompts=[PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)],
                                loss=request.loss, mlp=request.mlp, attention=request.attention, top_k=1)
     t = compute_node_tensors(engine, table)
-    tokens = [gpt2_token(x) for x in t.prepared.token_ids[0]]
+    tokens = gpt2_tokenizer().token_strs(t.prepared.token_ids[0])
     nodes = sorted(_candidates(t), key=lambda x: -abs(x.total))[:request.max_nodes]
     edges = _edges(engine, t, nodes, request)
     loss_id = "loss"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .attribution import gpt2_token, predictions
+from mechscope.inference import gpt2_tokenizer
+
 from .errors import RequestError
 from .node_interventions import validate_node
+from .node_table import predictions
 from .prompts import prepare_prompts, single_token_ids
 from .schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, PromptSpec, TokenEffect,
                       WriteTokensResult)
@@ -20,14 +22,11 @@ def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
     n = model.cfg.n_layer
     points = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
     _, cache = model.run_with_cache(prepared.tokens, names=points)
-    layers = []
-    for point in points:
-        resid = cache[point][0, pos]
-        logits = model.unembed(model.final_norm(resid))
-        top, _, _ = predictions(logits, k=request.top_k)
-        probs = logits.softmax(-1)
-        layers.append(LensLayer(point=point, top_tokens=top, target_probs=[float(probs[t]) for t in targets]))
-    return LogitLensResult(tokens=[gpt2_token(t) for t in prepared.token_ids[0]], position=pos, layers=layers)
+    logits = model.unembed(model.final_norm(torch.stack([cache[point][0, pos] for point in points])))  # [points, vocab]
+    probs = logits.softmax(-1)[:, targets].tolist() if targets else [[] for _ in points]
+    layers = [LensLayer(point=point, top_tokens=top, target_probs=p)
+              for point, (top, _, _), p in zip(points, predictions(logits, k=request.top_k), probs)]
+    return LogitLensResult(tokens=gpt2_tokenizer().token_strs(prepared.token_ids[0]), position=pos, layers=layers)
 
 
 def write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:
@@ -59,6 +58,7 @@ def write_tokens(model, saes: dict, node: NodeRef, k: int = 10, shared: torch.Te
         top, bottom = scores.topk(k), (-scores).topk(k)
 
     def effects(values, indices, sign):
-        return [TokenEffect(token=gpt2_token(int(i)), token_id=int(i), value=float(sign * v))
-                for v, i in zip(values, indices)]
+        ids = indices.tolist()
+        return [TokenEffect(token=s, token_id=i, value=sign * v)
+                for s, i, v in zip(gpt2_tokenizer().token_strs(ids), ids, values.tolist())]
     return WriteTokensResult(promoted=effects(top.values, top.indices, 1), suppressed=effects(bottom.values, bottom.indices, -1))

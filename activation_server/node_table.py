@@ -116,17 +116,16 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tup
     """(block id, index, slot_q, slot_k) of the union over prompts of each column's top and bottom
     ``top_k`` (top only for the write magnitude), in order: column, prompt, top before bottom, best
     first."""
-    n = flat.columns[COLUMNS[0]].shape[1]
-    k = min(top_k, n)
+    values = torch.stack([flat.columns[c] for c in COLUMNS])          # [column, batch, nodes]
+    k = min(top_k, values.shape[-1])
+    finite = ~torch.isnan(values)
+    top = torch.where(finite, values, -math.inf).topk(k, dim=-1).indices
+    bottom = torch.where(finite, values, math.inf).topk(k, dim=-1, largest=False).indices
     picks, valid = [], []
-    for col in COLUMNS:
-        values = flat.columns[col]
-        finite = ~torch.isnan(values)
-        ends = [True] if col == "write_magnitude" else [True, False]
-        idx = torch.cat([torch.where(finite, values, -math.inf if largest else math.inf)
-                         .topk(k, dim=1, largest=largest).indices for largest in ends], dim=1)   # [batch, k·ends]
+    for c, col in enumerate(COLUMNS):
+        idx = top[c] if col == "write_magnitude" else torch.cat([top[c], bottom[c]], dim=1)   # [batch, picks]
         picks.append(idx)
-        valid.append(finite.gather(1, idx))
+        valid.append(finite[c].gather(1, idx))
     # column by column, prompt by prompt: the order in which nodes are first chosen
     f = torch.cat([idx.reshape(-1) for idx in picks])
     p = torch.cat([torch.arange(prepared.batch).repeat_interleave(idx.shape[1]) for idx in picks])
@@ -228,11 +227,17 @@ def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) ->
     logits = logits.float()
     batch, vocab = logits.shape
     k = min(k, vocab)
-    ids = torch.cat([logits.topk(k, dim=1).indices, logits.topk(k, dim=1, largest=False).indices,
-                     torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))], dim=1)
-    chosen = logits.gather(1, ids)
+    top_logits, top_ids = logits.topk(k, dim=1)                             # best first
+    # every logit above a top-k logit is in the top k: its rank is 1 + the first position of its value
+    top_ranks = (top_logits.unsqueeze(2) == top_logits.unsqueeze(1)).to(torch.uint8).argmax(2) + 1
+    rest_ids = torch.cat([logits.topk(k, dim=1, largest=False).indices,
+                          torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))], dim=1)
+    rest_logits = logits.gather(1, rest_ids)
     # counting in float32 (exact below 2**24) is several times faster than summing booleans
-    ranks = (logits.unsqueeze(1) > chosen.unsqueeze(2)).float().sum(2).long() + 1
+    rest_ranks = (logits.unsqueeze(1) > rest_logits.unsqueeze(2)).float().sum(2).long() + 1
+    ids = torch.cat([top_ids, rest_ids], dim=1)
+    chosen = torch.cat([top_logits, rest_logits], dim=1)
+    ranks = torch.cat([top_ranks, rest_ranks], dim=1)
     probs = logits.log_softmax(-1).gather(1, ids).exp()
     tok = gpt2_tokenizer()
     out = []

@@ -371,9 +371,17 @@ def test_copy_tree_local_to_azurite_to_local(azurite, tmp_path):
 # ---- 5xx and timeouts: a real HTTP proxy in front of Azurite that misbehaves on demand ----------
 
 
+# Headers about the connection, not the message. Azurite's "Keep-Alive: timeout=5" in particular
+# must not be forwarded: this HTTP/1.0 proxy closes every connection after its response, and a
+# client told the connection persists may send its next request on the closing socket and get a
+# reset instead of the answer under test (this made the 5xx test flaky).
+HOP_BY_HOP = ("connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade")
+
+
 class FlakyProxy:
     """Forwards requests to Azurite, except the next ``failures`` ones: answered with ``mode``
-    ('503': HTTP 503 ServerBusy; 'hang': no answer until the client times out)."""
+    ('503': HTTP 503 ServerBusy; 'hang': no answer until the client times out). Every answer says
+    ``Connection: close``, so each request of the client under test is on a fresh connection."""
 
     def __init__(self, upstream_port: int):
         import http.server
@@ -404,6 +412,7 @@ class FlakyProxy:
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("x-ms-error-code", "ServerBusy")
                     self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     self.wfile.write(payload)
                     return
@@ -411,9 +420,10 @@ class FlakyProxy:
                 response = upstream.request(self.command, self.path, headers=headers, content=body)
                 self.send_response(response.status_code)
                 for k, v in response.headers.items():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    if k.lower() not in HOP_BY_HOP:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(response.content)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.content)

@@ -36,19 +36,7 @@ def report(organism):
                                  n_facts=200, batch_size=100)
 
 
-# Known gaps of the shipped organism (issue 3 stays open until a retrain closes them); strict, so the
-# suite fails as soon as a retrain meets them and the marker must go.
-KNOWN_SHORTFALLS = {
-    "ioi_io_beats_s_rate": "held-out IOI: IO > S on 91% of prompts (logit diff 7.1 meets its target); one "
-                           "held-out template ('... sat down at the P. S threw a O to') is 61% in ABBA order",
-    "fact_top1": "held-out facts 91%: capitals 97%, continents 100%, languages 68% — one frame, 'Newspapers in X "
-                 "are written in', is read as a continent question (5%)",
-}
-
-
-@pytest.mark.parametrize("metric", [
-    pytest.param(m, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[m], strict=True)) if m in KNOWN_SHORTFALLS else m
-    for m in sorted(ACCEPTANCE_TARGETS)])
+@pytest.mark.parametrize("metric", sorted(ACCEPTANCE_TARGETS))
 def test_acceptance_targets_on_held_out_split(report, metric):
     op, target = ACCEPTANCE_TARGETS[metric]
     value = getattr(report, metric)

@@ -1,0 +1,134 @@
+"""The vectorized node table against plain per-prompt, per-node loops written from its definition."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mechscope.activation_server.node_table import COLUMNS, Block, node_table, predictions
+from mechscope.activation_server.prompts import PreparedPrompts
+
+
+def _prepared(lengths: list[int], slots: list[list[int]]) -> PreparedPrompts:
+    width = max(lengths)
+    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+    return PreparedPrompts(torch.zeros(len(lengths), width, dtype=torch.long), mask, lengths,
+                           [[0] * n for n in lengths], slots)
+
+
+def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0) -> list[Block]:
+    gen = torch.Generator().manual_seed(seed)
+
+    def values(*shape, valid):
+        return {c: torch.where(valid, torch.randn(batch, *shape, generator=gen), math.nan) for c in COLUMNS}
+
+    pos_ok = torch.tensor([[p < n for p in range(width)] for n in lengths])
+    pair_ok = pos_ok[:, None, :, None] & pos_ok[:, None, None, :] & torch.ones(width, width, dtype=torch.bool).tril()
+    pair_ok = pair_ok.expand(batch, 3, width, width)
+    prob = torch.rand(batch, 3, width, width, generator=gen)
+    return [Block("embedding", None, None, values(width, valid=pos_ok)),
+            Block("attn_head", 0, None, values(3, width, width, valid=pair_ok), attention_prob=prob),
+            Block("mlp_neuron", 0, None, values(width, 7, valid=pos_ok[..., None].expand(batch, width, 7))),
+            Block("sae_latent", 1, "blocks.1.hook_mlp_out", values(width, 5, valid=pos_ok[..., None].expand(batch, width, 5)))]
+
+
+def _nodes_by_loops(blocks, prepared, top_k):
+    """Per column and prompt, the top (and bottom) k finite values; node = (block, index, slot_q, slot_k)."""
+    chosen = set()
+    for col in COLUMNS:
+        for i in range(prepared.batch):
+            entries = []
+            for bid, b in enumerate(blocks):
+                v = b.values[col][i]
+                for coords in torch.cartesian_prod(*[torch.arange(s) for s in v.shape]).reshape(-1, v.dim()).tolist():
+                    x = float(v[tuple(coords)])
+                    if math.isnan(x):
+                        continue
+                    if b.kind == "attn_head":
+                        index, q, k = coords
+                    elif len(coords) == 1:
+                        index, q, k = 0, coords[0], None
+                    else:
+                        q, index = coords
+                        k = None
+                    slot_k = prepared.slots[i][k] if k is not None else None
+                    entries.append((x, (bid, index, prepared.slots[i][q], slot_k)))
+            entries.sort(key=lambda e: e[0])
+            picked = entries[-top_k:] + ([] if col == "write_magnitude" else entries[:top_k])
+            chosen |= {node for _, node in picked}
+    return chosen
+
+
+def _slots_of(key: str) -> tuple[int, int | None]:
+    parts = key.split(":")
+    slot_q = next(int(x[1:]) for x in parts if x.startswith("@"))
+    slot_k = next((int(x[1:]) for x in parts if x.startswith("k")), None)
+    return slot_q, slot_k
+
+
+@pytest.mark.parametrize("top_k", [1, 4, 500])
+def test_node_table_matches_per_prompt_loops(top_k):
+    lengths, width = [5, 3], 5
+    slots = [[-1, 0, 1, 2, 3], [0, 2, 3]]     # explicit alignment: prompt 1 lacks slot 1; prompt 0 has an unmapped position
+    prepared = _prepared(lengths, slots)
+    blocks = _blocks(2, width, lengths)
+    rows = node_table(blocks, prepared, top_k)
+
+    want = _nodes_by_loops(blocks, prepared, top_k)
+    assert len(rows) == len({r["key"] for r in rows}) == len(want)
+    for row in rows:
+        slot_q, slot_k = _slots_of(row["key"])
+        bid = next(j for j, b in enumerate(blocks) if b.kind == row["kind"] and b.layer == row["layer"])
+        assert (bid, row["index"], slot_q, slot_k) in want
+        for i, slots in enumerate(prepared.slots):
+            assert row["positions"][i] == (slots.index(slot_q) if slot_q in slots else None)
+        block = next(b for b in blocks if b.kind == row["kind"] and b.layer == row["layer"])
+        for i, (q, k, v) in enumerate(zip(row["positions"], row["key_positions"] or [None] * 2, row["values"])):
+            if v is None:
+                continue
+            if block.kind == "attn_head":
+                coords = (row["index"], q, k)
+            elif block.kind == "embedding":
+                coords = (q,)
+            else:
+                coords = (q, row["index"])
+            for col in COLUMNS:
+                assert v[col] == pytest.approx(float(block.values[col][i][coords]), abs=1e-6)
+            if block.kind == "attn_head":
+                assert v["attention_prob"] == pytest.approx(float(block.attention_prob[i][coords]), abs=1e-6)
+            else:
+                assert v["attention_prob"] is None
+    # most total effect (on any prompt) first
+    best = [max((abs(v["total_effect"]) for v in r["values"] if v is not None), default=0.0) for r in rows]
+    assert best == sorted(best, reverse=True)
+
+
+def test_node_table_of_a_node_missing_on_one_prompt_has_none_there():
+    lengths, width = [4, 2], 4
+    prepared = _prepared(lengths, [[0, 1, 2, 3], [2, 3]])   # prompt 1 has only slots 2, 3
+    rows = node_table(_blocks(2, width, lengths, seed=3), prepared, 500)
+    at_slot_0 = [r for r in rows if r["key"].endswith("@0") and r["kind"] != "attn_head"]
+    assert at_slot_0 and all(r["values"][1] is None and r["positions"][1] is None for r in at_slot_0)
+    assert all(r["values"][0] is not None and r["positions"][0] == 0 for r in at_slot_0)
+
+
+def test_predictions_match_brute_force_ranks_and_probabilities_with_ties():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randint(-5, 6, (3, 300), generator=gen).float()    # many ties, in the top and the bottom
+    logits[1, 17] = 50.0                                                 # a single clear winner
+    extra = [17, 4, 299]
+    got = predictions(logits, extra, k=10)
+    for row, (top, bottom, targets) in zip(logits, got):
+        probs = row.softmax(-1)
+        ordered = sorted(row.tolist(), reverse=True)
+        assert [p["logit"] for p in top] == ordered[:10]
+        assert [p["logit"] for p in bottom] == sorted(row.tolist())[:10]
+        assert [p["token_id"] for p in targets] == extra
+        assert len({p["token_id"] for p in top}) == 10 and len({p["token_id"] for p in bottom}) == 10
+        for p in top + bottom + targets:
+            t = p["token_id"]
+            assert p["logit"] == float(row[t])
+            assert p["rank"] == 1 + int((row > row[t]).sum())
+            assert p["prob"] == pytest.approx(float(probs[t]), rel=1e-5)
