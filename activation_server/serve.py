@@ -6,7 +6,7 @@
 
 Every flag has an environment variable (MECHSCOPE_MODEL, MECHSCOPE_SAES and MECHSCOPE_DATASETS
 comma-separated, MECHSCOPE_HOST, MECHSCOPE_PORT, MECHSCOPE_AUTH_TOKEN, MECHSCOPE_ALLOWED_ORIGINS
-comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_MAX_QUEUE, MECHSCOPE_VIEWER_DIR); flags win. Prefer the
+comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE, MECHSCOPE_VIEWER_DIR); flags win. Prefer the
 environment variable for the token (a flag shows in the process list). The server answers /healthz
 at once and /readyz (and the API) once loading has finished.
 """
@@ -17,10 +17,13 @@ import argparse
 import dataclasses
 import gc
 import ipaddress
+import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from mechscope.inference.errors import InvalidInputError
 
 from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
 
@@ -53,6 +56,10 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
                    metavar="ORIGIN", help="CORS allow-list (default: any localhost origin)")
     p.add_argument("--workers", type=int, default=int(env.get("MECHSCOPE_WORKERS", "2")),
                    help="engine calls run at once (default 2)")
+    p.add_argument("--processes", type=int, default=int(env.get("MECHSCOPE_PROCESSES", "1")),
+                   help="server processes sharing the port, each with its own model, SAEs, workers and result "
+                        "cache (default 1). Python runs one engine thread at a time per process, so a many-core "
+                        "lab server uses its cores with several processes")
     p.add_argument("--max-queue", type=int, default=int(env.get("MECHSCOPE_MAX_QUEUE", "16")),
                    help="engine calls that may wait for a worker before requests get 503 (default 16)")
     p.add_argument("--cache-size", type=int, default=128, help="results kept for identical requests (0: off)")
@@ -157,10 +164,11 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-def set_torch_threads(workers: int) -> int:
-    """Split the cores between the workers (each engine call is one torch op stream)."""
+def set_torch_threads(engine_threads: int) -> int:
+    """Split the cores between the engine threads of all processes (each engine call is one torch op
+    stream)."""
     import torch
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, (os.cpu_count() or 1) // engine_threads)
     torch.set_num_threads(threads)
     return threads
 
@@ -174,22 +182,52 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+def build_app(args: argparse.Namespace):
+    """The app of one server process: its engine loads in the background (see /readyz)."""
     from .app import create_app
     from .http_state import ServerState
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    threads = set_torch_threads(config.workers * args.processes)
+    log.info("torch threads per worker: %d (%d workers × %d processes)", threads, config.workers, args.processes)
+    state = ServerState()
+    state.load_in_background(build_loader(args))
+    return create_app(state, config)
+
+
+_ARGS_ENV = "MECHSCOPE_SERVE_ARGS_JSON"   # the parsed flags, handed to the worker processes
+
+
+def app_from_environment():
+    """uvicorn's app factory in each process of ``--processes N``."""
+    values = json.loads(os.environ[_ARGS_ENV])
+    args = argparse.Namespace(**values, _serve_env=os.environ)
+    args.viewer_dir = Path(args.viewer_dir)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    return build_app(args)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    if args.processes < 1:
+        raise InvalidInputError(f"--processes must be >= 1, got {args.processes}", field="processes")
     config = config_from_args(args)
     if not _is_loopback(args.host) and config.auth_token is None:
         log.warning("serving on %s without --auth-token: anyone who can reach this port can use the server", args.host)
-    log.info("torch threads per worker: %d (%d workers)", set_torch_threads(config.workers), config.workers)
-    state = ServerState()
-    state.load_in_background(build_loader(args))
-    app = create_app(state, config)
     shown = dataclasses.replace(config, auth_token="***" if config.auth_token else None)
-    log.info("serving on http://%s:%d (%s)", args.host, args.port, shown)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
-                server_header=False)
+    log.info("serving on http://%s:%d (%s, %d process%s)", args.host, args.port, shown, args.processes,
+             "es" if args.processes > 1 else "")
+    common = dict(host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False, server_header=False)
+    if args.processes == 1:
+        uvicorn.run(build_app(args), **common)
+        return 0
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k not in ("func", "_serve_env")}
+    os.environ[_ARGS_ENV] = json.dumps(values)   # inherited by the worker processes only
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=args.processes, **common)
     return 0

@@ -41,3 +41,36 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
         lines = bench.stdout.strip().splitlines()
         assert "p50 ms" in bench.stdout and len(lines) == 5 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
     assert "ready" in server.output() and "tok-7f3a9" not in server.output()
+
+
+def test_mechscope_serve_with_several_processes(small_checkpoint, tmp_path):
+    # Each process loads its own engine and logs 'ready' with its pid; requests are answered by
+    # whichever process accepted the connection, all with the same results.
+    import re
+    import time
+
+    directory = small_checkpoint[1]
+    with ServeProcess(["--model", str(directory), "--processes", "2", "--workers", "1",
+                       "--viewer-dir", str(tmp_path / "no_viewer")]) as server:
+        deadline = time.monotonic() + 90
+        while len(ready := set(re.findall(r" INFO (\d+) mechscope\.server: ready", server.output()))) < 2:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
+        loaded = re.findall(r" INFO (\d+) mechscope\.server: torch threads per worker: \d+ \(1 workers × 2 processes\)",
+                            server.output())
+        assert set(loaded) == ready
+        body = {"prompts": [{"text": "When Mary and John went to the store, John gave a drink to"}],
+                "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": 3}
+        answers = []
+        for _ in range(6):   # new connections: the processes share the listening socket
+            r = httpx.post(server.url + "/api/v1/attribution", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+        assert all(a["prompts"][0]["loss"] == answers[0]["prompts"][0]["loss"] for a in answers)
+        assert all([n["key"] for n in a["nodes"]] == [n["key"] for n in answers[0]["nodes"]] for a in answers)
+
+
+def test_mechscope_serve_rejects_zero_processes(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mechscope.activation_server.cli", "serve", "--processes", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "--processes must be >= 1, got 0" in run.stderr
