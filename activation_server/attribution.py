@@ -92,8 +92,10 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
     capture = _Capture(leaves={"hook_embed", "hook_pos_embed"} | {x for x in names if x.endswith("hook_sae_error")})
     hooks = list(explained.hooks) + [(name, capture) for name in sorted(names)]
     with torch.enable_grad():
-        logits = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
-                       splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions))
+        final = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
+                      splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions),
+                      return_final=True)                                    # [batch, 1, d_model]
+        logits = _logits_for(model, final, explained.logit_columns)
         scalars = explained.scalar(capture.store, logits)
         tensors = list(capture.store.values())
         grads = torch.autograd.grad(scalars.sum(), tensors, allow_unused=True)
@@ -101,6 +103,20 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
             for name, t, g in zip(capture.store.keys(), tensors, grads)}
     acts = {name: t.detach() for name, t in capture.store.items()}
     return logits.detach()[:, 0], scalars.detach(), acts, grad
+
+
+def _logits_for(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> torch.Tensor:
+    """All logits of ``final``, differentiable only in ``columns`` (all of them when None). The
+    unembedding is the biggest matrix of a small model, and reading it again in the backward pass
+    cost as much as the rest of a small request's backward; a logit difference needs 2 columns."""
+    if columns is None:
+        return model.unembed(final)
+    with torch.no_grad():
+        logits = model.unembed(final)
+    if columns:
+        cols = torch.tensor(sorted(set(columns)))
+        logits[..., cols] = final @ model.W_U[:, cols]
+    return logits
 
 
 def _valid_positions(prepared: PreparedPrompts) -> torch.Tensor:
@@ -293,13 +309,16 @@ def _plan(engine, request: AttributionRequest, prepared: PreparedPrompts) -> _Pl
 
 def _shared_explained(members: list[_Planned], rows: list[slice]) -> Explained:
     """One Explained for a shared pass: every member's scalar on its own rows. Only loss explanations
-    are shared, and those differ only in their scalar and positions."""
+    are shared, and those differ only in their scalar, positions and the logits they read."""
     first = members[0].explained
 
     def scalar(captured, logits):
         return torch.cat([m.explained.scalar({k: v[r] for k, v in captured.items()}, logits[r])
                           for m, r in zip(members, rows)])
-    return dataclasses.replace(first, scalar=scalar, positions=[p for m in members for p in m.explained.positions])
+    columns = [m.explained.logit_columns for m in members]
+    union = None if any(c is None for c in columns) else tuple(sorted({t for c in columns for t in c}))
+    return dataclasses.replace(first, scalar=scalar, positions=[p for m in members for p in m.explained.positions],
+                               logit_columns=union)
 
 
 def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:

@@ -35,6 +35,9 @@ class Explained:
     scalar: Callable[[dict, torch.Tensor], torch.Tensor]   # (captured, logits at the loss positions [batch, 1, vocab]) -> [batch]
     positions: list[int]                         # per prompt, the position the scalar is read at
     splice_points: list[str] = dataclasses.field(default_factory=list)  # SAEs that must be spliced
+    # token ids whose logits the scalar reads (the pass backpropagates through those columns of the
+    # unembedding only); None: it may read them all (a softmax)
+    logit_columns: tuple[int, ...] | None = None
 
     def direct_writer(self, kind: str, layer: int | None) -> bool:
         """Does a component of this kind/layer write straight into the read space?"""
@@ -116,8 +119,15 @@ def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explaine
         description=f"loss: {what} at position {loss.position}",
         hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
-        scalar=lambda captured, logits: fn(logits), positions=positions,
+        scalar=lambda captured, logits: fn(logits), positions=positions, logit_columns=logit_columns(loss),
     )
+
+
+def logit_columns(loss: LossSpec) -> tuple[int, ...] | None:
+    """The logits a loss reads: a logit difference only its targets' and distractors'."""
+    if loss.kind != "logit_diff":
+        return None
+    return tuple(single_token_ids(loss.targets, "loss.targets") + single_token_ids(loss.distractors, "loss.distractors"))
 
 
 def logit_diff_constant(model, loss: LossSpec) -> float:
@@ -149,7 +159,7 @@ def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
             description=f"pre-activation of neuron {node.index} in layer {L} at position {node.position}",
             hooks=[(f"blocks.{L}.ln2.hook_scale", _detach)], capture=[hook], read_hook=f"blocks.{L}.hook_resid_mid",
             read_space="resid", max_layer=L, include_mlp_at_max=False, include_attn_at_max=True,
-            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs)
+            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, logit_columns=())
     if node.kind == "sae_latent":
         if through != "pre":
             raise RequestError("an SAE latent is traced through its pre-activation ('pre')", field="trace.through")
@@ -164,7 +174,7 @@ def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
             description=f"pre-activation of latent {node.index} of the SAE at {point} at position {node.position}",
             hooks=[], capture=[hook], read_hook=f"{point}.hook_sae_input", read_space=space, max_layer=L,
             include_mlp_at_max=space != "attn_out", include_attn_at_max=True,
-            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, splice_points=[point])
+            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, splice_points=[point], logit_columns=())
     if node.kind != "attn_head":
         raise RequestError(f"{node.kind} nodes cannot be traced (neurons, latents and heads can)", field="trace.node.kind")
     if node.key_position is None:
@@ -173,7 +183,7 @@ def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
     k_t = torch.tensor(ks)
     h = node.index
     base = dict(read_hook=f"blocks.{L}.hook_resid_pre", read_space="resid", max_layer=L,
-                include_mlp_at_max=False, include_attn_at_max=False, positions=qs)
+                include_mlp_at_max=False, include_attn_at_max=False, positions=qs, logit_columns=())
     freeze_ln = (f"blocks.{L}.ln1.hook_scale", _detach)
     if through in ("q", "k", "qk"):
         hook = f"blocks.{L}.attn.hook_attn_scores"

@@ -229,7 +229,7 @@ class GPT2(nn.Module):
                 interventions: Sequence = (), splices: Sequence = (), past_kv: KVCache | None = None,
                 return_kv: bool = False, stop_at_layer: int | None = None,
                 start_at_layer: int | None = None, start_resid: torch.Tensor | None = None,
-                logit_positions: torch.Tensor | None = None):
+                logit_positions: torch.Tensor | None = None, return_final: bool = False):
         """Logits ``[batch, pos, vocab]`` for ``tokens`` ``[batch, pos]``.
 
         ``attention_mask`` (1 = real token, 0 = padding; covering past and new tokens when a KV
@@ -243,7 +243,9 @@ class GPT2(nn.Module):
         ``start_resid`` (the residual entering block L, e.g. from a cache) the blocks before L are
         skipped; ``tokens`` then only give the batch shape and positions. With ``logit_positions``
         (``[batch]`` positions) only those positions are unembedded: logits ``[batch, 1, vocab]``,
-        much cheaper (forward and backward) when only one prediction per row is needed.
+        much cheaper (forward and backward) when only one prediction per row is needed. With
+        ``return_final`` the output of ``ln_final`` (at ``logit_positions`` if given) is returned
+        instead of logits, for callers that unembed it themselves (e.g. only a few columns).
         """
         past_len = past_kv[0][0].shape[1] if past_kv else 0
         self.check_tokens(tokens, past_len)
@@ -295,6 +297,8 @@ class GPT2(nn.Module):
                 raise InvalidInputError(f"logit_positions has shape {tuple(logit_positions.shape)}, expected ({b},)",
                                         field="logit_positions")
             final = final[torch.arange(b, device=final.device), logit_positions.to(final.device)][:, None]
+        if return_final:
+            return (final, presents) if return_kv else final
         logits = self.unembed(final)
         return (logits, presents) if return_kv else logits
 
