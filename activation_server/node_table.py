@@ -184,6 +184,8 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, selected: list[tuple[int, 
 
 
 def node_table(blocks: Sequence[Block], prepared: PreparedPrompts, top_k: int) -> list[dict]:
+    """The rows of an attribution answer's ``nodes`` (:class:`~.schemas.NodeRow`'s fields) for one
+    request's prompts: each column's top (and bottom) ``top_k`` per prompt, unioned."""
     flat = _Flat(blocks, prepared.batch)
     return node_rows(flat, prepared, select_nodes(flat, prepared, top_k))
 
