@@ -229,18 +229,27 @@ def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) ->
     logits = logits.float()
     batch, vocab = logits.shape
     k = min(k, vocab)
-    top_logits, top_ids = logits.topk(k, dim=1)                             # best first
-    # every logit above a top-k logit is in the top k: its rank is 1 + the first position of its value
+    # rank = 1 + the number of strictly larger logits, counted without a pass over the vocabulary
+    # where the top/bottom k already tell it
+    top_logits, top_ids = logits.topk(k, dim=1)                                  # descending
+    # every logit above a top-k logit is in the top k: 1 + the first position of its value
     top_ranks = (top_logits.unsqueeze(2) == top_logits.unsqueeze(1)).to(torch.uint8).argmax(2) + 1
-    rest_ids = torch.cat([logits.topk(k, dim=1, largest=False).indices,
-                          torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))], dim=1)
-    rest_logits = logits.gather(1, rest_ids)
+    bottom_logits, bottom_ids = logits.topk(k, dim=1, largest=False)             # ascending
+    extra_ids = torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))
+    extra_logits = logits.gather(1, extra_ids)
+    # full counts only for the extra tokens and the bottom k's largest value (ties at that value
+    # may reach beyond the bottom k; below it, every smaller-or-equal logit is in the bottom k)
+    counted = torch.cat([bottom_logits[:, -1:], extra_logits], dim=1)
     # counting in float32 (exact below 2**24) is several times faster than summing booleans
-    rest_ranks = (logits.unsqueeze(1) > rest_logits.unsqueeze(2)).float().sum(2).long() + 1
-    ids = torch.cat([top_ids, rest_ids], dim=1)
-    chosen = torch.cat([top_logits, rest_logits], dim=1)
-    ranks = torch.cat([top_ranks, rest_ranks], dim=1)
-    probs = logits.log_softmax(-1).gather(1, ids).exp()
+    larger = (logits.unsqueeze(1) > counted.unsqueeze(2)).float().sum(2).long()   # [batch, 1 + extra]
+    at_most = (bottom_logits.unsqueeze(1) <= bottom_logits.unsqueeze(2)).sum(2)   # within the bottom k
+    boundary = bottom_logits == bottom_logits[:, -1:]
+    bottom_ranks = torch.where(boundary, larger[:, :1], vocab - at_most) + 1
+    ids = torch.cat([top_ids, bottom_ids, extra_ids], dim=1)
+    chosen = torch.cat([top_logits, bottom_logits, extra_logits], dim=1)
+    ranks = torch.cat([top_ranks, bottom_ranks, larger[:, 1:] + 1], dim=1)
+    top1 = top_logits[:, :1]     # subtracted before exp as log_softmax does, for the same rounding
+    probs = ((chosen - top1) - (logits - top1).exp().sum(-1, keepdim=True).log()).exp()
     tok = gpt2_tokenizer()
     out = []
     for row_ids, row_logits, row_probs, row_ranks in zip(ids.tolist(), chosen.tolist(), probs.tolist(),

@@ -116,8 +116,10 @@ def test_node_table_of_a_node_missing_on_one_prompt_has_none_there():
 
 def test_predictions_match_brute_force_ranks_and_probabilities_with_ties():
     gen = torch.Generator().manual_seed(1)
-    logits = torch.randint(-5, 6, (3, 300), generator=gen).float()    # many ties, in the top and the bottom
+    logits = torch.randint(-5, 6, (4, 300), generator=gen).float()    # many ties, in the top and the bottom
     logits[1, 17] = 50.0                                                 # a single clear winner
+    logits[2, [3, 40, 41]] = -50.0                                       # tied lowest, below the bottom-k's largest
+    logits[3] = torch.randn(300, generator=gen)                          # no ties
     extra = [17, 4, 299]
     got = predictions(logits, extra, k=10)
     for row, (top, bottom, targets) in zip(logits, got):
