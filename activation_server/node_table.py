@@ -118,14 +118,14 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tup
     first."""
     values = torch.stack([flat.columns[c] for c in COLUMNS])          # [column, batch, nodes]
     k = min(top_k, values.shape[-1])
-    finite = ~torch.isnan(values)
-    top = torch.where(finite, values, -math.inf).topk(k, dim=-1).indices
-    bottom = torch.where(finite, values, math.inf).topk(k, dim=-1, largest=False).indices
+    # NaN (no such node) sorts last both ways: -inf for the top, and for the bottom (the top of -values)
+    top = values.nan_to_num(nan=-math.inf).topk(k, dim=-1)
+    bottom = values.neg().nan_to_num_(nan=-math.inf).topk(k, dim=-1)
     picks, valid = [], []
     for c, col in enumerate(COLUMNS):
-        idx = top[c] if col == "write_magnitude" else torch.cat([top[c], bottom[c]], dim=1)   # [batch, picks]
-        picks.append(idx)
-        valid.append(finite[c].gather(1, idx))
+        ends = [top] if col == "write_magnitude" else [top, bottom]
+        picks.append(torch.cat([e.indices[c] for e in ends], dim=1))                      # [batch, picks]
+        valid.append(torch.cat([e.values[c] > -math.inf for e in ends], dim=1))
     # column by column, prompt by prompt: the order in which nodes are first chosen
     f = torch.cat([idx.reshape(-1) for idx in picks])
     p = torch.cat([torch.arange(prepared.batch).repeat_interleave(idx.shape[1]) for idx in picks])
