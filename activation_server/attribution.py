@@ -28,10 +28,10 @@ from mechscope.inference.hooks import HookContext
 from mechscope.inference.interventions import OnRows
 
 from .errors import RequestError
-from .explained import Explained, logit_diff_constant, loss_explained, trace_explained
+from .explained import Explained, logit_diff_constant, loss_explained, loss_token_ids, trace_explained
 from .node_interventions import compile_interventions, validate_node
 from .node_table import Block, node_table, predictions, token_summaries
-from .prompts import PreparedPrompts, check_loss, prepare_prompts, single_token_ids
+from .prompts import PreparedPrompts, check_loss, prepare_prompts
 from .schemas import AttributionRequest, AttributionResult
 
 
@@ -106,7 +106,8 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
 
 
 def _logits_for(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> torch.Tensor:
-    """All logits of ``final``, differentiable only in ``columns`` (all of them when None). The
+    """All logits of ``final``, differentiable only in ``columns`` (distinct token ids; all of them
+    when None). The
     unembedding is the biggest matrix of a small model, and reading it again in the backward pass
     cost as much as the rest of a small request's backward; a logit difference needs 2 columns."""
     if columns is None:
@@ -114,7 +115,7 @@ def _logits_for(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> 
     with torch.no_grad():
         logits = model.unembed(final)
     if columns:
-        cols = torch.tensor(sorted(set(columns)))
+        cols = torch.tensor(columns)
         logits[..., cols] = final @ model.W_U[:, cols]
     return logits
 
@@ -316,7 +317,7 @@ def _shared_explained(members: list[_Planned], rows: list[slice]) -> Explained:
         return torch.cat([m.explained.scalar({k: v[r] for k, v in captured.items()}, logits[r])
                           for m, r in zip(members, rows)])
     columns = [m.explained.logit_columns for m in members]
-    union = None if any(c is None for c in columns) else tuple(sorted({t for c in columns for t in c}))
+    union = None if any(c is None for c in columns) else tuple(sorted(set().union(*columns)))
     return dataclasses.replace(first, scalar=scalar, positions=[p for m in members for p in m.explained.positions],
                                logit_columns=union)
 
@@ -390,19 +391,14 @@ def _answer(request: AttributionRequest, t: NodeTensors) -> dict:
     """The answer to ``request`` as plain JSON-ready data, in :class:`AttributionResult`'s shape
     (field for field, in its field order, so that serializing it gives the model's JSON)."""
     prepared = t.prepared
-    extra: list[int] = []
-    if request.loss.kind in ("logit_diff", "log_prob"):
-        extra = single_token_ids(request.loss.targets, "loss.targets")
-        if request.loss.kind == "logit_diff":
-            extra += single_token_ids(request.loss.distractors, "loss.distractors")
-    tokens = gpt2_tokenizer()
-    summaries = token_summaries(t.blocks, prepared)
+    tokens = [gpt2_tokenizer().token_strs(ids) for ids in prepared.token_ids]
+    summaries = token_summaries(t.blocks, prepared, tokens)
     scalars, bias_direct = t.scalars.tolist(), t.bias_direct.tolist()
-    prompts = [{"tokens": tokens.token_strs(prepared.token_ids[i]), "token_ids": prepared.token_ids[i],
+    prompts = [{"tokens": tokens[i], "token_ids": prepared.token_ids[i],
                 "loss": scalars[i], "loss_position": t.explained.positions[i], "top_predictions": top,
                 "bottom_predictions": bottom, "target_predictions": targets, "token_summaries": summaries[i],
                 "bias_direct_effect": bias_direct[i]}
-               for i, (top, bottom, targets) in enumerate(predictions(t.logits, extra))]
+               for i, (top, bottom, targets) in enumerate(predictions(t.logits, loss_token_ids(request.loss)))]
     return {"explained": t.explained.description, "prompts": prompts,
             "nodes": node_table(t.blocks, prepared, request.top_k)}
 

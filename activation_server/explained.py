@@ -123,11 +123,20 @@ def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explaine
     )
 
 
+def loss_token_ids(loss: LossSpec) -> list[int]:
+    """The tokens a loss names: its targets, then a logit difference's distractors (none for KL)."""
+    if loss.kind == "kl":
+        return []
+    ids = single_token_ids(loss.targets, "loss.targets")
+    if loss.kind == "logit_diff":
+        ids += single_token_ids(loss.distractors, "loss.distractors")
+    return ids
+
+
 def logit_columns(loss: LossSpec) -> tuple[int, ...] | None:
-    """The logits a loss reads: a logit difference only its targets' and distractors'."""
-    if loss.kind != "logit_diff":
-        return None
-    return tuple(single_token_ids(loss.targets, "loss.targets") + single_token_ids(loss.distractors, "loss.distractors"))
+    """The logits a loss reads, sorted and distinct: a logit difference only its targets' and
+    distractors'; the others take a softmax over all of them (None)."""
+    return tuple(sorted(set(loss_token_ids(loss)))) if loss.kind == "logit_diff" else None
 
 
 def logit_diff_constant(model, loss: LossSpec) -> float:

@@ -23,7 +23,7 @@ def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
     points = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
     _, cache = model.run_with_cache(prepared.tokens, names=points)
     logits = model.unembed(model.final_norm(torch.stack([cache[point][0, pos] for point in points])))  # [points, vocab]
-    probs = logits.softmax(-1)[:, targets].tolist() if targets else [[] for _ in points]
+    probs = logits.softmax(-1)[:, targets].tolist()
     layers = [LensLayer(point=point, top_tokens=top, target_probs=p)
               for point, (top, _, _), p in zip(points, predictions(logits, k=request.top_k), probs)]
     return LogitLensResult(tokens=gpt2_tokenizer().token_strs(prepared.token_ids[0]), position=pos, layers=layers)

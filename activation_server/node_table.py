@@ -3,9 +3,10 @@
 One answer holds a few hundred nodes × prompts, each prompt's top/bottom predictions and its
 per-token summaries. Built value by value in Python, that costs more than the forward and backward
 pass that produced the numbers once concurrent requests share passes; so each step here is a few
-tensor operations over every prompt at once (one top-k per column, one gather for every selected
-value, one comparison for every prediction rank), and Python only assembles plain JSON-ready dicts
-from the resulting lists. The caller validates them once into the response model.
+tensor operations over every prompt at once (one top-k pair over all columns, one gather for every
+selected value, vocabulary-wide rank counts only where the top/bottom k cannot tell), and Python
+only assembles plain JSON-ready dicts from the resulting lists: the server serializes them as they
+are, Python callers get them validated into the response model.
 """
 
 from __future__ import annotations
@@ -190,8 +191,10 @@ def node_table(blocks: Sequence[Block], prepared: PreparedPrompts, top_k: int) -
     return node_rows(flat, prepared, select_nodes(flat, prepared, top_k))
 
 
-def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts) -> list[list[dict]]:
-    """Per prompt, per token: the sums of total (and direct) effects by component type."""
+def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: list[list[str]]
+                    ) -> list[list[dict]]:
+    """Per prompt, per token (``tokens``: each prompt's token strings): the sums of total (and
+    direct) effects by component type."""
     shape = (prepared.batch, prepared.width)
     sums = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
     direct = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
@@ -214,12 +217,8 @@ def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts) -> list[
             sums[target] += t
             direct[target] += d
     columns = {**{t: v.tolist() for t, v in sums.items()}, **{f"direct_{t}": v.tolist() for t, v in direct.items()}}
-    tok = gpt2_tokenizer()
-    out = []
-    for i, n in enumerate(prepared.lengths):
-        tokens = tok.token_strs(prepared.token_ids[i])
-        out.append([{"token": tokens[p], **{name: v[i][p] for name, v in columns.items()}} for p in range(n)])
-    return out
+    return [[{"token": tokens[i][p], **{name: v[i][p] for name, v in columns.items()}} for p in range(n)]
+            for i, n in enumerate(prepared.lengths)]
 
 
 def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) -> list[tuple[list, list, list]]:

@@ -78,8 +78,7 @@ def test_the_servers_json_is_the_validated_results_json(engine):
     requests = mixed_requests()
     for request, sent, result in zip(requests, engine.attribute_many_json(requests), engine.attribute_many(requests)):
         assert isinstance(sent, bytes), sent
-        assert AttributionResult.model_validate_json(sent).model_dump_json().encode() == sent
-        assert_same_attribution(AttributionResult.model_validate_json(sent), result)
+        assert sent == result.model_dump_json().encode()
 
 
 def test_a_bad_request_is_an_error_in_its_json_slot(engine):
