@@ -59,10 +59,10 @@ def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
     print(f"Spearman vs zero-ablation over {cfg.n_layer * cfg.n_head} heads: linear {rho_linear:.3f}, "
           f"integrated gradients {rho_ig:.3f}")
     assert rho_ig >= 0.8
-    # The linear estimate is only guarded against collapse: on the retrained organism (374 names) the
-    # name movers' attention is saturated (p > 0.99), so removing one moves the loss far from linearly
-    # (0.53 here; 0.76 on the first organism). Its arithmetic is checked against finite differences
-    # in test_attribution.py.
+    # The linear estimate is only guarded against collapse: since the organism learned IOI over 374
+    # names its name movers' attention is saturated (p > 0.99), so removing one moves the loss far
+    # from linearly (0.67 on the shipped organism, 0.53 on the previous one, 0.76 on the first). Its
+    # arithmetic is checked against finite differences in test_attribution.py.
     assert rho_linear >= 0.4
     assert torch.allclose(batched, actual, atol=1e-3)  # the engine's batched ablations equal single runs
 
@@ -70,8 +70,8 @@ def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
 def test_top_direct_effect_heads_attend_from_the_end_to_the_indirect_object(organism_engine):
     """Name movers: among the three heads that raise the IO logit most directly (IO logit against a
     neutral token, so S-suppressing heads do not compete), one attends from the last token to the IO
-    name — or to the token right after it, which a previous-token head has given the name (the
-    retrained organism's L2H1 puts p ≈ 0.998 on " and" after the first name) — and not to S."""
+    name — or to the token right after it, which a previous-token head has given the name (a name
+    mover of an earlier organism put p ≈ 0.998 on " and" after the first name) — and not to S."""
     tok = gpt2_tokenizer()
     for ex, request in _ioi_requests(8, "train"):
         io_logit = request.model_copy(update={"loss": LossSpec(targets=[tok.token_str(ex.io_token)],
