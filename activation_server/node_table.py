@@ -53,14 +53,6 @@ class Block:
         prob = self.attention_prob[rows] if self.attention_prob is not None else None
         return Block(self.kind, self.layer, self.sae, {c: v[rows] for c, v in self.values.items()}, prob)
 
-    def flat_of(self, index: int, pos: int, key: int | None) -> int:
-        """The flat index into ``shape`` of node ``index`` at ``pos`` (and ``key`` for heads)."""
-        if self.kind == "attn_head":
-            return (index * self.shape[1] + pos) * self.shape[2] + key
-        if len(self.shape) == 1:
-            return pos
-        return pos * self.shape[1] + index
-
 
 def node_key(block: Block, index: int, slot_q: int, slot_k: int | None) -> str:
     parts = [block.kind]
@@ -103,6 +95,12 @@ class _Flat:
         pos = torch.where(layout == 2, head_rest % d1, torch.where(layout == 1, local // d1, local))
         key = torch.where(layout == 2, key, -1)
         return bid, index, pos, key
+
+    def flat_index(self, bid: torch.Tensor, index: torch.Tensor, pos: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`locate`."""
+        layout, d1, d2 = self.layout[bid], self.dim1[bid], self.dim2[bid]
+        local = torch.where(layout == 2, (index * d1 + pos) * d2 + key, torch.where(layout == 1, pos * d1 + index, pos))
+        return self.offsets[bid] + local
 
 
 def _slot_table(prepared: PreparedPrompts) -> torch.Tensor:
@@ -147,21 +145,20 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, selected: list[tuple[int, 
     node does not exist there), most total effect (on any prompt) first."""
     blocks = flat.blocks
     slot_pos = [{s: pos for pos, s in enumerate(slots)} for slots in prepared.slots]
-    offsets = flat.offsets.tolist()
-    located, gather_i, gather_f = [], [], []
+    located, gather = [], []      # gather: (prompt, block id, index, pos, key or -1) of each value read
     for bid, index, slot_q, slot_k in selected:
-        block, spots = blocks[bid], []
+        spots = []
         for i in range(prepared.batch):
             q = slot_pos[i].get(slot_q)
             k = slot_pos[i].get(slot_k) if slot_k is not None else None
             if q is None or (slot_k is not None and k is None):
                 spots.append((q, k, None))
                 continue
-            spots.append((q, k, len(gather_i)))
-            gather_i.append(i)
-            gather_f.append(offsets[bid] + block.flat_of(index, q, k))
+            spots.append((q, k, len(gather)))
+            gather.append((i, bid, index, q, -1 if k is None else k))
         located.append(spots)
-    i_t, f_t = torch.tensor(gather_i, dtype=torch.long), torch.tensor(gather_f, dtype=torch.long)
+    i_t, *where = torch.tensor(gather, dtype=torch.long).reshape(-1, 5).unbind(1)
+    f_t = flat.flat_index(*where)
     picked_t = torch.stack([flat.columns[c][i_t, f_t] for c in COLUMNS] + [flat.attention_prob[i_t, f_t]], -1)
     picked, missing = picked_t.tolist(), picked_t[:, :len(COLUMNS)].isnan().any(-1).tolist()
     rows = []

@@ -28,6 +28,7 @@ from mechscope.inference.errors import InvalidInputError
 from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
 
 log = logging.getLogger("mechscope.server")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"   # pid: --processes N logs
 
 DEFAULT_ORGANISM_DATASETS = Path("data/datasets/organism")
 
@@ -205,9 +206,6 @@ def app_from_environment():
     args.viewer_dir = Path(args.viewer_dir)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     return build_app(args)
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

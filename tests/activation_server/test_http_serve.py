@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -46,9 +48,6 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
 def test_mechscope_serve_with_several_processes(small_checkpoint, tmp_path):
     # Each process loads its own engine and logs 'ready' with its pid; requests are answered by
     # whichever process accepted the connection, all with the same results.
-    import re
-    import time
-
     directory = small_checkpoint[1]
     with ServeProcess(["--model", str(directory), "--processes", "2", "--workers", "1",
                        "--viewer-dir", str(tmp_path / "no_viewer")]) as server:
