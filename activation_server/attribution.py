@@ -95,8 +95,8 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
         final = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
                       splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions),
                       return_final=True)                                    # [batch, 1, d_model]
-        logits = _logits_for(model, final, explained.logit_columns)
-        scalars = explained.scalar(capture.store, logits)
+        logits, read = _unembed(model, final, explained.logit_columns)
+        scalars = explained.scalar(capture.store, read)
         tensors = list(capture.store.values())
         grads = torch.autograd.grad(scalars.sum(), tensors, allow_unused=True)
     grad = {name: (g if g is not None else torch.zeros_like(t))
@@ -105,19 +105,21 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
     return logits.detach()[:, 0], scalars.detach(), acts, grad
 
 
-def _logits_for(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> torch.Tensor:
-    """All logits of ``final``, differentiable only in ``columns`` (distinct token ids; all of them
-    when None). The
-    unembedding is the biggest matrix of a small model, and reading it again in the backward pass
-    cost as much as the rest of a small request's backward; a logit difference needs 2 columns."""
+def _unembed(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(all logits of ``final``, the logits the explained scalar reads): the latter are ``columns``
+    only (distinct token ids, in that order; every one when None) and alone differentiable. The
+    unembedding is the biggest matrix of a small model: reading it again in the backward pass, or
+    backpropagating a vocabulary-wide gradient for a logit difference that reads 2 columns, cost more
+    than the rest of a small request's backward."""
     if columns is None:
-        return model.unembed(final)
+        logits = model.unembed(final)
+        return logits, logits
     with torch.no_grad():
         logits = model.unembed(final)
-    if columns:
-        cols = torch.tensor(columns)
-        logits[..., cols] = final @ model.W_U[:, cols]
-    return logits
+    cols = torch.tensor(columns, dtype=torch.long)
+    read = final @ model.W_U[:, cols]
+    logits[..., cols] = read.detach()   # the reported logits are the ones the scalar read, bit for bit
+    return logits, read
 
 
 def _valid_positions(prepared: PreparedPrompts) -> torch.Tensor:
@@ -312,12 +314,15 @@ def _shared_explained(members: list[_Planned], rows: list[slice]) -> Explained:
     """One Explained for a shared pass: every member's scalar on its own rows. Only loss explanations
     are shared, and those differ only in their scalar, positions and the logits they read."""
     first = members[0].explained
-
-    def scalar(captured, logits):
-        return torch.cat([m.explained.scalar({k: v[r] for k, v in captured.items()}, logits[r])
-                          for m, r in zip(members, rows)])
     columns = [m.explained.logit_columns for m in members]
     union = None if any(c is None for c in columns) else tuple(sorted(set().union(*columns)))
+    # where each member's columns are among the shared pass's (all of them: its token ids)
+    picks = [None if c is None else list(c) if union is None else [union.index(t) for t in c] for c in columns]
+
+    def scalar(captured, logits):
+        return torch.cat([m.explained.scalar({k: v[r] for k, v in captured.items()},
+                                             logits[r] if pick is None else logits[r][..., pick])
+                          for m, r, pick in zip(members, rows, picks)])
     return dataclasses.replace(first, scalar=scalar, positions=[p for m in members for p in m.explained.positions],
                                logit_columns=union)
 
@@ -460,5 +465,6 @@ def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
                                          *[(c, capture) for c in target.capture]],
                               interventions=interventions, splices=engine.splices(target.splice_points),
                               logit_positions=torch.tensor(loss_expl.positions))
-        (g,) = torch.autograd.grad(target.scalar(capture.store, logits).sum(), [capture.store[hook]])
+        (g,) = torch.autograd.grad(target.scalar(capture.store, target.read_logits(logits)).sum(),
+                                   [capture.store[hook]])
     return g.detach()

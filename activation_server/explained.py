@@ -32,12 +32,18 @@ class Explained:
     max_layer: int                               # components of layers > max_layer are not upstream
     include_mlp_at_max: bool                     # is the MLP of max_layer upstream?
     include_attn_at_max: bool
-    scalar: Callable[[dict, torch.Tensor], torch.Tensor]   # (captured, logits at the loss positions [batch, 1, vocab]) -> [batch]
+    # (captured, logits at the loss positions [batch, 1, n]) -> [batch]; the n columns are
+    # ``logit_columns`` in that order, or the whole vocabulary when it is None (see read_logits)
+    scalar: Callable[[dict, torch.Tensor], torch.Tensor]
     positions: list[int]                         # per prompt, the position the scalar is read at
     splice_points: list[str] = dataclasses.field(default_factory=list)  # SAEs that must be spliced
     # token ids whose logits the scalar reads (the pass backpropagates through those columns of the
     # unembedding only); None: it may read them all (a softmax)
     logit_columns: tuple[int, ...] | None = None
+
+    def read_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The columns of whole-vocabulary ``logits`` that ``scalar`` takes."""
+        return logits if self.logit_columns is None else logits[..., list(self.logit_columns)]
 
     def direct_writer(self, kind: str, layer: int | None) -> bool:
         """Does a component of this kind/layer write straight into the read space?"""
@@ -83,16 +89,23 @@ def _resolve_node_positions(prepared: PreparedPrompts, node: NodeRef, field: str
 
 
 # --- the loss -----------------------------------------------------------------------------------
-def loss_scalar(loss: LossSpec, positions: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+def loss_scalar(loss: LossSpec, positions: torch.Tensor, columns: tuple[int, ...] | None = None
+                ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
     """``fn(logits) -> [batch]`` computing the loss of each row at ``positions`` (a [batch] tensor, or
-    a 0-d tensor for the same position in every row), and a description."""
+    a 0-d tensor for the same position in every row), and a description. ``columns``: the token ids
+    whose logits ``logits`` holds, in that order (a logit difference's :func:`logit_columns`); the
+    whole vocabulary when None."""
     def at(logits: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(logits.shape[0])
         return logits[rows, positions.expand(logits.shape[0])]
 
+    if columns is not None and loss.kind != "logit_diff":
+        raise AssertionError(f"a {loss.kind} loss reads every logit")
     if loss.kind == "logit_diff":
         targets = single_token_ids(loss.targets, "loss.targets")
         distractors = single_token_ids(loss.distractors, "loss.distractors")
+        if columns is not None:
+            targets, distractors = [columns.index(t) for t in targets], [columns.index(d) for d in distractors]
 
         def fn(logits):
             a = at(logits)
@@ -114,12 +127,13 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor) -> tuple[Callable[[torc
 def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
     n = model.cfg.n_layer
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
-    fn, what = loss_scalar(loss, torch.tensor(0))  # the pass unembeds only the loss positions
+    columns = logit_columns(loss)
+    fn, what = loss_scalar(loss, torch.tensor(0), columns)  # the pass unembeds only the loss positions
     return Explained(
         description=f"loss: {what} at position {loss.position}",
         hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
-        scalar=lambda captured, logits: fn(logits), positions=positions, logit_columns=logit_columns(loss),
+        scalar=lambda captured, logits: fn(logits), positions=positions, logit_columns=columns,
     )
 
 
