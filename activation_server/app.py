@@ -25,6 +25,7 @@ from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, Detoke
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
                          NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
+from .engine_processes import attribute_json_isolated
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .http_errors import NodeNotFound, install_error_handlers
 from .http_coalescer import Coalescer
@@ -70,6 +71,8 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     async def lifespan(app: FastAPI):
         yield
         runner.shutdown()
+        if state.engine_processes is not None:
+            state.engine_processes.shutdown()
 
     app = FastAPI(title="mechscope activation server", version=version(), lifespan=lifespan,
                   description="A TDB-style circuit debugger for GPT-2-family models. Request and result shapes are "
@@ -130,9 +133,8 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         return await cached(endpoint, request, lambda: runner.run(job), cacheable)
 
     def attribute_batch(requests: list[AttributionRequest]) -> list[bytes | Exception]:
-        """Engine side of the attribution coalescer: limits per request, one shared engine call,
-        serialized results; an unexpected failure of the shared call is retried request by request
-        so that only the request that caused it fails."""
+        """Engine side of the attribution coalescer: limits per request, then one shared call (in
+        the compute processes when there are some), serialized results."""
         engine = state.require_engine()
         checker = LimitChecker(config.limits, engine.model.cfg)
         out: list[bytes | Exception | None] = [None] * len(requests)
@@ -143,23 +145,22 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
                 runnable.append(i)
             except Exception as e:
                 out[i] = e
-        try:
-            results = engine.attribute_many_json([requests[i] for i in runnable])
-        except Exception:
-            if len(runnable) == 1:
-                raise
-            results = []
-            for i in runnable:
-                try:
-                    results.append(engine.attribute_many_json([requests[i]])[0])
-                except Exception as e:
-                    results.append(e)
-        for i, result in zip(runnable, results):
-            out[i] = result
+        if runnable:
+            batch = [requests[i] for i in runnable]
+            processes = state.engine_processes
+            results = (processes.attribute_json(batch) if processes is not None
+                       else attribute_json_isolated(engine, batch))
+            for i, result in zip(runnable, results):
+                out[i] = result
         return out  # type: ignore[return-value]
 
+    # compute processes take one call at a time (split over all of them) and gather the clients
+    # they answered; threads of this process run up to `workers` calls at once
+    in_processes = config.compute_processes > 0
     coalescer = Coalescer(runner, attribute_batch, max_size=config.batch_prompts,
-                          max_waiting=config.workers + config.max_queue, size=lambda r: len(r.prompts))
+                          max_waiting=config.workers + config.max_queue, size=lambda r: len(r.prompts),
+                          max_running=1 if in_processes else config.workers,
+                          gather_s=config.gather_ms / 1000 if in_processes else 0.0)
     app.state.attribution_coalescer = coalescer
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(make_auth_dependency(config.auth_token))],

@@ -39,6 +39,12 @@ class ServerConfig:
     batch_prompts: int = 16
     """Concurrent attribution requests share one forward/backward pass of at most this many prompts
     (a single request larger than this still runs, alone); 1 turns sharing off."""
+    compute_processes: int = 0
+    """Worker processes answering attribution requests, each with its own engine (see
+    :mod:`.engine_processes`; the server's state must hold them); 0: the server process's threads."""
+    gather_ms: float = 10.0
+    """With compute processes: how long a call waits, after the last arrival or answer, for the
+    clients it expects back (see :mod:`.http_coalescer`)."""
     cache_size: int = 128
     """Results kept in the LRU cache of identical requests (0 disables it)."""
     auth_token: str | None = None
@@ -52,6 +58,10 @@ class ServerConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.batch_prompts < 1:
             raise ValueError(f"batch_prompts must be >= 1, got {self.batch_prompts}")
+        if self.compute_processes < 0:
+            raise ValueError(f"compute_processes must be >= 0, got {self.compute_processes}")
+        if self.gather_ms < 0:
+            raise ValueError(f"gather_ms must be >= 0, got {self.gather_ms}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
         if self.auth_token is not None and not self.auth_token.strip():

@@ -13,7 +13,7 @@ from .http_errors import NotReady
 
 log = logging.getLogger("mechscope.server")
 
-Loaded = tuple[object, Mapping[str, NodeDatasetSource]]
+Loaded = tuple  # (engine, datasets) or (engine, datasets, EngineProcesses)
 
 
 class ServerState:
@@ -23,6 +23,7 @@ class ServerState:
         self.detail: str | None = "loading the model and SAEs"
         self.engine = None
         self.datasets: dict[str, NodeDatasetSource] = {}
+        self.engine_processes = None   # EngineProcesses answering attribution requests, if any
 
     @classmethod
     def ready_with(cls, engine, datasets: Mapping[str, NodeDatasetSource] | None = None) -> "ServerState":
@@ -30,21 +31,21 @@ class ServerState:
         state._set_ready(engine, datasets or {})
         return state
 
-    def _set_ready(self, engine, datasets: Mapping[str, NodeDatasetSource]) -> None:
+    def _set_ready(self, engine, datasets: Mapping[str, NodeDatasetSource], engine_processes=None) -> None:
         with self._lock:
-            self.engine, self.datasets = engine, dict(datasets)
+            self.engine, self.datasets, self.engine_processes = engine, dict(datasets), engine_processes
             self.status, self.detail = "ready", None
 
     def load_in_background(self, loader: Callable[[], Loaded]) -> threading.Thread:
         def run() -> None:
             try:
-                engine, datasets = loader()
+                loaded = loader()
             except Exception as e:  # reported by /readyz and the log; the process keeps serving /healthz
                 log.exception("loading failed")
                 with self._lock:
                     self.status, self.detail = "failed", f"loading failed: {e}"
                 return
-            self._set_ready(engine, datasets)
+            self._set_ready(*loaded)
             log.info("ready")
 
         thread = threading.Thread(target=run, name="mechscope-loader", daemon=True)

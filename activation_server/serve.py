@@ -6,7 +6,8 @@
 
 Every flag has an environment variable (MECHSCOPE_MODEL, MECHSCOPE_SAES and MECHSCOPE_DATASETS
 comma-separated, MECHSCOPE_HOST, MECHSCOPE_PORT, MECHSCOPE_AUTH_TOKEN, MECHSCOPE_ALLOWED_ORIGINS
-comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE, MECHSCOPE_VIEWER_DIR); flags win. Prefer the
+comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_COMPUTE_PROCESSES, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE,
+MECHSCOPE_VIEWER_DIR); flags win. Prefer the
 environment variable for the token (a flag shows in the process list). The server answers /healthz
 at once and /readyz (and the API) once loading has finished.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from mechscope.inference.errors import InvalidInputError
 
+from .engine_loading import EngineSpec, load_engine
 from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
 
 log = logging.getLogger("mechscope.server")
@@ -57,6 +59,11 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
                    metavar="ORIGIN", help="CORS allow-list (default: any localhost origin)")
     p.add_argument("--workers", type=int, default=int(env.get("MECHSCOPE_WORKERS", "2")),
                    help="engine calls run at once (default 2)")
+    p.add_argument("--compute-processes", type=int,
+                   default=int(env.get("MECHSCOPE_COMPUTE_PROCESSES", str(default_compute_processes()))),
+                   help="worker processes answering attribution requests (the viewer's node tables), each with "
+                        "its own copy of the model and SAEs (default: one per core, at most 4; here "
+                        f"{default_compute_processes()}); 0: threads of the server process")
     p.add_argument("--processes", type=int, default=int(env.get("MECHSCOPE_PROCESSES", "1")),
                    help="server processes sharing the port, each with its own model, SAEs, workers and result "
                         "cache (default 1). Python runs one engine thread at a time per process, so a many-core "
@@ -80,12 +87,16 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
     return p
 
 
+def default_compute_processes() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     limits = Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts, max_top_k=args.max_top_k,
                     max_sweep_cells=args.max_sweep_cells, max_new_tokens=args.max_new_tokens,
                     max_body_bytes=args.max_body_bytes)
     return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
-                        batch_prompts=args.batch_prompts,
+                        batch_prompts=args.batch_prompts, compute_processes=args.compute_processes,
                         auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
                         viewer_dir=args.viewer_dir)
 
@@ -96,25 +107,11 @@ def _sae_specs(args: argparse.Namespace) -> list[str]:
     return args.sae if args.sae is not None else _env_list(args._serve_env, "MECHSCOPE_SAES")
 
 
-def load_saes(args: argparse.Namespace, model) -> list:
-    from mechscope.autoencoders import check_compatible, load_sae
+def engine_spec(args: argparse.Namespace) -> EngineSpec:
+    """The model and SAEs to load: the flags' SAEs, else the organism's own for the organism."""
     specs = _sae_specs(args)
-    if specs:
-        saes = [load_sae(spec) for spec in specs]
-    elif args.model == "organism" and not args.no_saes:
-        try:
-            from mechscope.autoencoders.organism_saes import load_organism_saes
-        except ImportError:
-            log.warning("the organism's SAEs are not available (mechscope.autoencoders.organism_saes is missing): "
-                        "serving without SAEs")
-            return []
-        saes = list(load_organism_saes())
-    else:
-        saes = []
-    for sae in saes:
-        check_compatible(sae, model.cfg)
-        log.info("SAE at %s: %d latents (%s)", sae.config.hook_point, sae.n_latents, sae.config.activation)
-    return saes
+    return EngineSpec(model=args.model, saes=tuple(specs),
+                      organism_saes=not specs and args.model == "organism" and not args.no_saes)
 
 
 def load_datasets(args: argparse.Namespace) -> dict:
@@ -139,16 +136,18 @@ def load_datasets(args: argparse.Namespace) -> dict:
 
 def build_loader(args: argparse.Namespace):
     def load():
-        from mechscope.inference import load_model
-
-        from .engine import Engine
-        model = load_model(args.model)
-        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layer, model.cfg.n_embd,
-                 model.cfg.n_positions)
-        engine = Engine(model, load_saes(args, model))
-        loaded = engine, load_datasets(args)
+        spec = engine_spec(args)
+        engine = load_engine(spec)
+        datasets = load_datasets(args)
+        processes = None
+        if args.compute_processes > 0:
+            from .engine_processes import EngineProcesses
+            threads = max(1, (os.cpu_count() or 1) // (args.compute_processes * args.processes))
+            log.info("starting %d compute processes (%d torch threads each)", args.compute_processes, threads)
+            processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
+            processes.start()
         settle_garbage_collector()
-        return loaded
+        return engine, datasets, processes
     return load
 
 

@@ -7,8 +7,20 @@ in its message, what was wrong and with which value, so callers (and the HTTP la
 from __future__ import annotations
 
 
+def _rebuilt(cls: type, args: tuple, attributes: dict) -> "MechscopeError":
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
+
+
 class MechscopeError(Exception):
     """Base class of every error mechscope raises on purpose."""
+
+    def __reduce__(self):
+        # Pickled with its attributes (``field``, ...) whatever the subclass's constructor takes:
+        # errors come back from the server's worker processes this way.
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 class InvalidInputError(MechscopeError, ValueError):

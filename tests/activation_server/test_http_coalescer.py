@@ -120,3 +120,71 @@ def test_a_cancelled_waiter_is_skipped():
 
     assert run(main()) == (0, 4)
     assert recorder.calls == [[0], [2]]
+
+
+class SlowRecorder(Recorder):
+    """A batched function that takes ``seconds`` per call, like an engine pass."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, items: list[int]) -> list:
+        import time
+        time.sleep(self.seconds)
+        return super().__call__(items)
+
+
+def closed_loop_calls(gather_s: float, clients: int = 4, rounds: int = 6) -> list[list[int]]:
+    """``clients`` clients, each sending its next item a little after its answer (client j after
+    3·j ms, as answers reach clients one after another); the calls they got."""
+    recorder = SlowRecorder(0.03)
+
+    async def client(coalescer, j):
+        for r in range(rounds):
+            assert await coalescer.submit(100 * j + r) == 2 * (100 * j + r)
+            await asyncio.sleep(0.003 * j)
+
+    async def main():
+        coalescer = Coalescer(ComputeRunner(workers=1, max_queue=8), recorder, max_size=100, max_waiting=50,
+                              max_running=1, gather_s=gather_s)
+        await asyncio.gather(*(client(coalescer, j) for j in range(clients)))
+
+    run(main())
+    return recorder.calls
+
+
+def test_gathering_keeps_closed_loop_clients_in_one_call():
+    gathered = closed_loop_calls(gather_s=0.05)
+    assert sorted(len(c) for c in gathered[1:]) == [4] * 5    # after the first call: all four in every call
+    assert len(gathered) <= 7
+    # without gathering, the first client back starts a call alone and the others wait for it
+    greedy = closed_loop_calls(gather_s=0.0)
+    assert len(greedy) > len(gathered) and min(len(c) for c in greedy[1:]) < 4
+
+
+def test_a_lone_client_never_waits_for_the_gathering_gap():
+    import time
+    recorder = SlowRecorder(0.0)
+
+    async def main():
+        coalescer = Coalescer(ComputeRunner(workers=1, max_queue=8), recorder, max_size=100, max_waiting=50,
+                              max_running=1, gather_s=0.5)
+        start = time.monotonic()
+        for i in range(4):                   # answered, then comes back: expected alone
+            await coalescer.submit(i)
+        lone = time.monotonic() - start
+        await asyncio.gather(*(coalescer.submit(i) for i in range(4)))   # a call of 4 ...
+        await asyncio.sleep(0.6)             # ... none of whom comes back within the gap
+        start = time.monotonic()
+        await coalescer.submit(9)
+        return lone, time.monotonic() - start
+
+    lone, after_pause = run(main())
+    assert lone < 0.25 and after_pause < 0.25     # a wait for the 0.5 s gap would show
+    assert recorder.calls[-1] == [9]
+
+
+def test_gathering_needs_one_call_at_a_time():
+    with pytest.raises(ValueError, match="max_running=1"):
+        Coalescer(ComputeRunner(workers=2, max_queue=0), Recorder(), max_size=4, max_waiting=4, gather_s=0.01)

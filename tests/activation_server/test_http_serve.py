@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
     directory = small_checkpoint[1]
-    with ServeProcess(["--model", str(directory), "--workers", "1", "--max-prompts", "3",
+    with ServeProcess(["--model", str(directory), "--workers", "1", "--max-prompts", "3", "--compute-processes", "2",
                        "--viewer-dir", str(tmp_path / "no_viewer")],
                       env={"MECHSCOPE_AUTH_TOKEN": "tok-7f3a9", "MECHSCOPE_ALLOWED_ORIGINS": "https://lab.example.org"}
                       ) as server:
@@ -43,6 +43,39 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
         lines = bench.stdout.strip().splitlines()
         assert "p50 ms" in bench.stdout and len(lines) == 5 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
     assert "ready" in server.output() and "tok-7f3a9" not in server.output()
+    assert "2 compute processes ready" in server.output()
+
+
+def test_parallel_clients_of_the_compute_processes_get_the_serial_results(small_checkpoint, tmp_path):
+    # The server's default path: attribution calls split over worker processes. Eight different
+    # ablations sent at once (sharing passes, split in chunks) and one by one answer the same; a bad
+    # request among them gets its 422 naming the field, from inside a worker.
+    from tests.activation_server.test_http_concurrency import _in_parallel
+    from tests.support.attribution_compare import assert_same_attribution
+
+    def body(i: int) -> dict:
+        node = {"kind": ["mlp_neuron", "attn_head"][i % 2], "layer": i % 3, "index": (5 * i) % 4 if i % 2 else 9 * i,
+                "position": -1}
+        return {"prompts": [{"text": "When Mary and John went to the store, John gave a drink to",
+                             "interventions": [{"node": node, "mode": "zero"}]},
+                            {"text": "When Mary and John went to the store, Mary gave a drink to"}],
+                "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": 3 + i}
+
+    bodies = [body(i) for i in range(8)]
+    bodies[5] = {**bodies[5], "loss": {"targets": [" Mary Ann"], "distractors": [" John"]}}
+    with ServeProcess(["--model", str(directory := small_checkpoint[1]), "--compute-processes", "2",
+                       "--cache-size", "0", "--viewer-dir", str(tmp_path / "no_viewer")]) as server:
+        assert server.wait_ready().status_code == 200, server.output()
+        with Client(server.url) as client:
+            serial = [client.attribute(b) if i != 5 else None for i, b in enumerate(bodies)]
+            parallel = _in_parallel(bodies, lambda b: httpx.post(server.url + "/api/v1/attribution", json=b, timeout=120))
+            for i, r in enumerate(parallel):
+                if i == 5:
+                    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", "loss", "targets"]
+                    continue
+                assert r.status_code == 200, r.text
+                assert_same_attribution(type(serial[i]).model_validate(r.json()), serial[i])
+    assert str(directory) and "2 compute processes ready" in server.output()
 
 
 def test_mechscope_serve_with_several_processes(small_checkpoint, tmp_path):

@@ -1,0 +1,49 @@
+"""Which engine a server loads, as a picklable :class:`EngineSpec`: the server process and each of
+its compute processes (see :mod:`.engine_processes`) load the same one from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+log = logging.getLogger("mechscope.server")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    model: str
+    """organism, gpt2, gpt2-medium, ... or a checkpoint directory"""
+    saes: tuple[str, ...] = ()
+    """SAE names or paths to load"""
+    organism_saes: bool = False
+    """load the organism's own SAEs (what ``mechscope serve`` does for the organism by default)"""
+
+
+def load_saes(spec: EngineSpec, model) -> list:
+    from mechscope.autoencoders import check_compatible, load_sae
+    saes = [load_sae(s) for s in spec.saes]
+    if spec.organism_saes:
+        try:
+            from mechscope.autoencoders.organism_saes import load_organism_saes
+        except ImportError:
+            log.warning("the organism's SAEs are not available (mechscope.autoencoders.organism_saes is missing): "
+                        "serving without them")
+        else:
+            saes += list(load_organism_saes())
+    for sae in saes:
+        check_compatible(sae, model.cfg)
+    return saes
+
+
+def load_engine(spec: EngineSpec, *, verbose: bool = True):
+    from mechscope.inference import load_model
+
+    from .engine import Engine
+    model = load_model(spec.model)
+    saes = load_saes(spec, model)
+    if verbose:
+        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layer, model.cfg.n_embd,
+                 model.cfg.n_positions)
+        for sae in saes:
+            log.info("SAE at %s: %d latents (%s)", sae.config.hook_point, sae.n_latents, sae.config.activation)
+    return Engine(model, saes)
