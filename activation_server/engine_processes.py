@@ -88,11 +88,13 @@ def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_p
     import torch
 
     threading.Thread(target=_exit_with, args=(parent_pid,), name="mechscope-parent-watch", daemon=True).start()
-    from .serve import LOG_FORMAT, settle_garbage_collector
+    from .process_tuning import keep_freed_memory, settle_garbage_collector
+    from .serve import LOG_FORMAT
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     torch.set_num_threads(torch_threads)
     _ENGINE = load_engine(spec, verbose=False)
     settle_garbage_collector()
+    keep_freed_memory()
 
 
 def _portable(error: Exception) -> Exception:

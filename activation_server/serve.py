@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import ipaddress
 import json
 import logging
@@ -28,6 +27,7 @@ from mechscope.inference.errors import InvalidInputError
 
 from .engine_loading import EngineSpec, load_engine
 from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
+from .process_tuning import keep_freed_memory, settle_garbage_collector
 
 log = logging.getLogger("mechscope.server")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"   # pid: --processes N logs
@@ -147,21 +147,9 @@ def build_loader(args: argparse.Namespace):
             processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
             processes.start()
         settle_garbage_collector()
+        keep_freed_memory()
         return engine, datasets, processes
     return load
-
-
-def settle_garbage_collector() -> None:
-    """Once everything is loaded: move the objects that live as long as the server (model,
-    tokenizer tables, schemas, the app) out of the cyclic collector's sight, and let it run less
-    often. Every answer allocates thousands of short-lived dicts; with the collector's defaults,
-    its full collections walked the whole loaded heap every few requests and stalled all of them:
-    `scripts/bench/server.py` at 8 clients measured p99 315 ms with the defaults, 128 ms after the
-    freeze and 107 ms with the thresholds too (p50 ~70 ms either way). Garbage is still collected:
-    reference counting frees almost everything at once, and cycles are found a little later."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 def set_torch_threads(engine_threads: int) -> int:
