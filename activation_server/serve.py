@@ -6,7 +6,7 @@
 
 Every flag has an environment variable (MECHSCOPE_MODEL, MECHSCOPE_SAES and MECHSCOPE_DATASETS
 comma-separated, MECHSCOPE_HOST, MECHSCOPE_PORT, MECHSCOPE_AUTH_TOKEN, MECHSCOPE_ALLOWED_ORIGINS
-comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_COMPUTE_PROCESSES, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE,
+comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_COMPUTE_PROCESSES, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE, MECHSCOPE_GATHER_MS,
 MECHSCOPE_VIEWER_DIR); flags win. Prefer the
 environment variable for the token (a flag shows in the process list). The server answers /healthz
 at once and /readyz (and the API) once loading has finished.
@@ -65,15 +65,18 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
                         "its own copy of the model and SAEs (default: one per core, at most 4; here "
                         f"{default_compute_processes()}); 0: threads of the server process")
     p.add_argument("--processes", type=int, default=int(env.get("MECHSCOPE_PROCESSES", "1")),
-                   help="server processes sharing the port, each with its own model, SAEs, workers and result "
-                        "cache (default 1). Python runs one engine thread at a time per process, so a many-core "
-                        "lab server uses its cores with several processes")
+                   help="HTTP server processes sharing the port, each with its own model, SAEs, compute processes, "
+                        "workers and result cache (default 1)")
     p.add_argument("--max-queue", type=int, default=int(env.get("MECHSCOPE_MAX_QUEUE", "16")),
                    help="engine calls that may wait for a worker before requests get 503 (default 16)")
     p.add_argument("--cache-size", type=int, default=128, help="results kept for identical requests (0: off)")
     p.add_argument("--batch-prompts", type=int, default=int(env.get("MECHSCOPE_BATCH_PROMPTS", "16")),
                    help="attribution requests that arrive together share one forward/backward pass of at most "
                         "this many prompts (default 16; 1: no sharing)")
+    p.add_argument("--gather-ms", type=float, default=float(env.get("MECHSCOPE_GATHER_MS", ServerConfig.gather_ms)),
+                   help="how long a node-table call waits, after the last arrival, for the clients the previous call "
+                        f"answered, so that concurrent users keep sharing passes (default {ServerConfig.gather_ms:g}; "
+                        "0: never waits)")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="default: the model's context")
     p.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
     p.add_argument("--max-top-k", type=int, default=Limits.max_top_k)
@@ -95,10 +98,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     limits = Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts, max_top_k=args.max_top_k,
                     max_sweep_cells=args.max_sweep_cells, max_new_tokens=args.max_new_tokens,
                     max_body_bytes=args.max_body_bytes)
-    return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
-                        batch_prompts=args.batch_prompts, compute_processes=args.compute_processes,
-                        auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
-                        viewer_dir=args.viewer_dir)
+    try:
+        return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
+                            batch_prompts=args.batch_prompts, compute_processes=args.compute_processes,
+                            gather_ms=args.gather_ms,
+                            auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
+                            viewer_dir=args.viewer_dir)
+    except ValueError as e:   # a flag out of range: the CLI's typed error, not a traceback
+        raise InvalidInputError(f"{e} (see mechscope serve --help)") from e
 
 
 def _sae_specs(args: argparse.Namespace) -> list[str]:

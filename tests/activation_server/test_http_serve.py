@@ -106,3 +106,23 @@ def test_mechscope_serve_rejects_zero_processes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "mechscope.activation_server.cli", "serve", "--processes", "0"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "--processes must be >= 1, got 0" in run.stderr
+
+
+def test_serve_flags_and_environment_reach_the_server_config():
+    from mechscope.activation_server.cli import build_parser, main
+    from mechscope.activation_server.serve import add_serve_subcommand, config_from_args
+    args = build_parser().parse_args(["serve", "--compute-processes", "3", "--gather-ms", "4.5", "--batch-prompts", "8"])
+    config = config_from_args(args)
+    assert (config.compute_processes, config.gather_ms, config.batch_prompts) == (3, 4.5, 8)
+    import argparse
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = add_serve_subcommand(sub, env={"MECHSCOPE_COMPUTE_PROCESSES": "0", "MECHSCOPE_GATHER_MS": "0"})
+    config = config_from_args(parser.parse_args([]))
+    assert (config.compute_processes, config.gather_ms) == (0, 0.0)
+    assert main(["serve", "--compute-processes", "-1"]) == 2      # a clear error, no traceback
+
+
+def test_serve_rejects_a_negative_flag_with_its_name(capsys):
+    from mechscope.activation_server.cli import main
+    assert main(["serve", "--gather-ms", "-3"]) == 2
+    assert "gather_ms must be >= 0, got -3.0" in capsys.readouterr().err
