@@ -176,7 +176,7 @@ class EngineProcesses:
     def _restart_in_background(self, broken: ProcessPoolExecutor) -> None:
         def restart() -> None:
             broken.shutdown(wait=False, cancel_futures=True)
-            while True:
+            while not self._closed:
                 try:
                     pool = self._started_pool()
                 except Exception:

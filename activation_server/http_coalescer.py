@@ -16,8 +16,8 @@ expects them back — clients of a debugger send their next request as soon as t
 answer — so the next call waits, while fewer are waiting than it expects, until no request has
 arrived for ``gather_s``. Without it, the first client back would start a call alone and the others
 would wait for it, then run without it: calls of 1 and 7 alternating, each paying a pass's fixed
-cost, every client waiting for two calls. A lone client is expected alone and never waits; long
-after the last call nothing is expected.
+cost, every client waiting for two calls. A lone client is expected alone and never waits; once
+nobody has come back within ``gather_s``, nobody is expected.
 """
 
 from __future__ import annotations
