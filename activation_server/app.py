@@ -94,10 +94,15 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
 
     @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
     async def readyz():
-        """Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed)."""
-        if state.status == "ready":
+        """Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed, or
+        while the compute processes restart after one died)."""
+        processes = state.engine_processes
+        if state.status == "ready" and (processes is None or processes.ready):
             return Health(status="ok")
-        body = Health(status="failed" if state.status == "failed" else "loading", detail=state.detail)
+        if state.status == "ready":
+            body = Health(status="loading", detail="a compute process exited; the compute processes are restarting")
+        else:
+            body = Health(status="failed" if state.status == "failed" else "loading", detail=state.detail)
         return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "5"})
 
     # --- shared machinery --------------------------------------------------------------------------

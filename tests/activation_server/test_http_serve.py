@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -126,3 +128,39 @@ def test_serve_rejects_a_negative_flag_with_its_name(capsys):
     from mechscope.activation_server.cli import main
     assert main(["serve", "--gather-ms", "-3"]) == 2
     assert "gather_ms must be >= 0, got -3.0" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rpartition(")")[2].split()[1]) == pid:
+                        with open(f"/proc/{entry}/cmdline", "rb") as c:
+                            if b"spawn_main" in c.read():
+                                out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def test_a_killed_compute_process_gives_503_then_the_server_recovers(small_checkpoint, tmp_path):
+    body = {"prompts": [{"text": "When Mary and John went to the store, John gave a drink to"}],
+            "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": 3}
+    with ServeProcess(["--model", str(small_checkpoint[1]), "--compute-processes", "2", "--cache-size", "0",
+                       "--viewer-dir", str(tmp_path / "no_viewer")]) as server:
+        assert server.wait_ready().status_code == 200, server.output()
+        workers = _children(server.process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(0.5)
+        r = httpx.post(server.url + "/api/v1/attribution", json=body, timeout=60)
+        assert r.status_code == 503 and r.headers["retry-after"] and "restart" in r.json()["detail"], r.text
+        ready = httpx.get(server.url + "/readyz", timeout=5)    # new workers take seconds to import torch
+        assert ready.status_code == 503 and "restarting" in ready.json()["detail"], ready.text
+        assert server.wait_ready(timeout=90).status_code == 200, server.output()
+        r = httpx.post(server.url + "/api/v1/attribution", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        assert workers[0] not in _children(server.process.pid)
+    assert "a compute process exited unexpectedly" in server.output()
