@@ -302,7 +302,8 @@ export interface paths {
         };
         /**
          * Readyz
-         * @description Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed).
+         * @description Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed, or
+         *     while the compute processes restart after one died).
          */
         get: operations["readyz_readyz_get"];
         put?: never;
