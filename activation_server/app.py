@@ -25,7 +25,6 @@ from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, Detoke
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
                          NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
-from .engine_processes import attribute_json_isolated
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .http_errors import NodeNotFound, install_error_handlers
 from .http_coalescer import Coalescer
@@ -153,8 +152,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         if runnable:
             batch = [requests[i] for i in runnable]
             processes = state.engine_processes
-            results = (processes.attribute_json(batch) if processes is not None
-                       else attribute_json_isolated(engine, batch))
+            results = processes.attribute_json(batch) if processes is not None else engine.attribute_many_json(batch)
             for i, result in zip(runnable, results):
                 out[i] = result
         return out  # type: ignore[return-value]

@@ -19,6 +19,7 @@ change of the scalar if the node were removed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 
@@ -33,6 +34,8 @@ from .node_interventions import compile_interventions, validate_node
 from .node_table import Block, node_table, predictions, token_summaries
 from .prompts import PreparedPrompts, check_loss, prepare_prompts
 from .schemas import AttributionRequest, AttributionResult
+
+log = logging.getLogger(__name__)
 
 
 class _Capture:
@@ -410,7 +413,25 @@ def _answer(request: AttributionRequest, t: NodeTensors) -> dict:
 
 def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     """The answers to several independent requests (see :func:`compute_node_tensors_many`) as
-    :func:`_answer` data: what the server serializes straight to JSON."""
+    :func:`_answer` data: what the server serializes straight to JSON. A request with bad input
+    gets its error in its slot; if the shared work fails otherwise (a bug), each request is answered
+    alone, so that only the one that causes it gets the error."""
+    try:
+        return _shared_answers(engine, requests)
+    except Exception as e:
+        if len(requests) == 1:
+            return [e]
+        log.warning("a shared attribution call failed (%s); answering its %d requests one by one", e, len(requests))
+    out: list[dict | Exception] = []
+    for request in requests:
+        try:
+            out += _shared_answers(engine, [request])
+        except Exception as e:
+            out.append(e)
+    return out
+
+
+def _shared_answers(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     out: list[dict | Exception] = []
     for request, t in zip(requests, compute_node_tensors_many(engine, requests)):
         if isinstance(t, Exception):

@@ -84,7 +84,8 @@ class Engine:
 
     def attribute_many(self, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
         """Several independent requests in shared passes; a request with bad input gets its error
-        (an :class:`~mechscope.inference.errors.InvalidInputError`) in its slot."""
+        (an :class:`~mechscope.inference.errors.InvalidInputError`) in its slot, and so does one that
+        makes the shared pass fail otherwise (the others are then answered alone)."""
         from .attribution import attribute_many
         return attribute_many(self, requests)
 

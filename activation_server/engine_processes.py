@@ -38,24 +38,6 @@ log = logging.getLogger("mechscope.server")
 _ENGINE = None   # in a worker process: its engine, loaded once when the process starts
 
 
-def attribute_json_isolated(engine, requests: Sequence[AttributionRequest]) -> list[bytes | Exception]:
-    """Each request's JSON answer or error, from one shared engine call; if that call fails
-    unexpectedly, the requests are retried one by one so that only the one that caused it fails."""
-    try:
-        return engine.attribute_many_json(list(requests))
-    except Exception as e:
-        if len(requests) == 1:
-            return [e]
-        log.warning("a shared attribution call failed (%s); answering its %d requests one by one", e, len(requests))
-    out: list[bytes | Exception] = []
-    for request in requests:
-        try:
-            out.append(engine.attribute_many_json([request])[0])
-        except Exception as e:
-            out.append(e)
-    return out
-
-
 def chunks_by_prompts(requests: Sequence[AttributionRequest], n: int) -> list[list[AttributionRequest]]:
     """``min(n, len(requests))`` non-empty runs of consecutive requests with about equal prompt counts."""
     m = min(n, len(requests))
@@ -107,7 +89,7 @@ def _portable(error: Exception) -> Exception:
 
 
 def _attribute_in_worker(requests: list[AttributionRequest]) -> list[bytes | Exception]:
-    return [r if isinstance(r, bytes) else _portable(r) for r in attribute_json_isolated(_ENGINE, requests)]
+    return [r if isinstance(r, bytes) else _portable(r) for r in _ENGINE.attribute_many_json(requests)]
 
 
 def _worker_pid(hold_s: float) -> int:

@@ -88,3 +88,26 @@ def test_a_bad_request_is_an_error_in_its_json_slot(engine):
     sent_bad, sent_good = engine.attribute_many_json([bad, good])
     assert isinstance(sent_bad, RequestError) and sent_bad.field == "loss.position"
     assert AttributionResult.model_validate_json(sent_good).nodes
+
+
+def test_an_unexpected_failure_of_the_shared_pass_fails_only_the_request_that_causes_it(engine, monkeypatch):
+    # A bug that one request triggers (here: building the answer of the request with top_k 13
+    # raises a RuntimeError) must not take the requests sharing its pass down with it.
+    from mechscope.activation_server import attribution
+
+    real_answer = attribution._answer
+
+    def answer(request, t):
+        if request.top_k == 13:
+            raise RuntimeError("boom")
+        return real_answer(request, t)
+
+    requests = [AttributionRequest(prompts=[PromptSpec(text=IOI)], loss=LOSS, top_k=k) for k in (4, 13, 6)]
+    alone = [engine.attribute(requests[0]), None, engine.attribute(requests[2])]
+    monkeypatch.setattr(attribution, "_answer", answer)
+    out = engine.attribute_many(requests)
+    assert isinstance(out[1], RuntimeError) and str(out[1]) == "boom"
+    assert_same_attribution(out[0], alone[0])
+    assert_same_attribution(out[2], alone[2])
+    with pytest.raises(RuntimeError, match="boom"):
+        engine.attribute(requests[1])                      # alone, the error is raised as before
