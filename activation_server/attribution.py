@@ -98,7 +98,7 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
         final = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
                       splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions),
                       return_final=True)                                    # [batch, 1, d_model]
-        logits, read = _unembed(model, final, explained.logit_columns)
+        logits, read = _unembed(model, final, explained)
         scalars = explained.scalar(capture.store, read)
         tensors = list(capture.store.values())
         grads = torch.autograd.grad(scalars.sum(), tensors, allow_unused=True)
@@ -108,20 +108,14 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
     return logits.detach()[:, 0], scalars.detach(), acts, grad
 
 
-def _unembed(model, final: torch.Tensor, columns: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(all logits of ``final``, the logits the explained scalar reads): the latter are ``columns``
-    only (distinct token ids, in that order; every one when None) and alone differentiable. The
-    unembedding is the biggest matrix of a small model: reading it again in the backward pass, or
-    backpropagating a vocabulary-wide gradient for a logit difference that reads 2 columns, cost more
-    than the rest of a small request's backward."""
-    if columns is None:
-        logits = model.unembed(final)
-        return logits, logits
+def _unembed(model, final: torch.Tensor, explained: Explained) -> tuple[torch.Tensor, torch.Tensor]:
+    """(all logits of ``final``, the logits the explained scalar reads — alone differentiable)."""
+    read = explained.read_logits(model, final)
+    if explained.logit_columns is None:
+        return read, read
     with torch.no_grad():
         logits = model.unembed(final)
-    cols = torch.tensor(columns, dtype=torch.long)
-    read = final @ model.W_U[:, cols]
-    logits[..., cols] = read.detach()   # the reported logits are the ones the scalar read, bit for bit
+    logits[..., list(explained.logit_columns)] = read.detach()   # reported = read, bit for bit
     return logits, read
 
 
@@ -481,11 +475,11 @@ def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
     with torch.enable_grad():
         def leaf(x, ctx):
             return x.detach().requires_grad_(True)
-        logits = engine.model(prepared.tokens, prepared.mask,
-                              fwd_hooks=[("hook_embed", leaf), *target.hooks, (hook, capture),
-                                         *[(c, capture) for c in target.capture]],
-                              interventions=interventions, splices=engine.splices(target.splice_points),
-                              logit_positions=torch.tensor(loss_expl.positions))
-        (g,) = torch.autograd.grad(target.scalar(capture.store, target.read_logits(logits)).sum(),
+        final = engine.model(prepared.tokens, prepared.mask,
+                             fwd_hooks=[("hook_embed", leaf), *target.hooks, (hook, capture),
+                                        *[(c, capture) for c in target.capture]],
+                             interventions=interventions, splices=engine.splices(target.splice_points),
+                             logit_positions=torch.tensor(loss_expl.positions), return_final=True)
+        (g,) = torch.autograd.grad(target.scalar(capture.store, target.read_logits(engine.model, final)).sum(),
                                    [capture.store[hook]])
     return g.detach()

@@ -41,9 +41,14 @@ class Explained:
     # unembedding only); None: it may read them all (a softmax)
     logit_columns: tuple[int, ...] | None = None
 
-    def read_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """The columns of whole-vocabulary ``logits`` that ``scalar`` takes."""
-        return logits if self.logit_columns is None else logits[..., list(self.logit_columns)]
+    def read_logits(self, model, final: torch.Tensor) -> torch.Tensor:
+        """The logits ``scalar`` takes, unembedded from ``final`` (the final LayerNorm's output, as
+        ``model(..., return_final=True)`` gives it): only ``logit_columns``, or all when None. The
+        unembedding is the biggest matrix of a small model: a logit difference reads 2 of its
+        columns, a trace none, and the backward pass goes through only those."""
+        if self.logit_columns is None:
+            return model.unembed(final)
+        return final @ model.W_U[:, list(self.logit_columns)]
 
     def direct_writer(self, kind: str, layer: int | None) -> bool:
         """Does a component of this kind/layer write straight into the read space?"""

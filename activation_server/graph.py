@@ -204,10 +204,11 @@ def _loss_pass_grads(engine, t, request, sae_points, names):
     def leaf(x, ctx):
         return x.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = model(t.prepared.tokens, fwd_hooks=[("hook_embed", leaf), ("ln_final.hook_scale", lambda x, c: x.detach()),
-                                                      *[(nm, keep) for nm in names]],
-                       splices=engine.splices(sae_points), logit_positions=torch.tensor(t.loss_positions))
-        s = t.explained.scalar({}, t.explained.read_logits(logits)).sum()
+        final = model(t.prepared.tokens, fwd_hooks=[("hook_embed", leaf), ("ln_final.hook_scale", lambda x, c: x.detach()),
+                                                     *[(nm, keep) for nm in names]],
+                      splices=engine.splices(sae_points), logit_positions=torch.tensor(t.loss_positions),
+                      return_final=True)
+        s = t.explained.scalar({}, t.explained.read_logits(model, final)).sum()
         grads = torch.autograd.grad(s, [store[nm] for nm in names], allow_unused=True)
     return {nm: (gr[0] if gr is not None else torch.zeros_like(store[nm][0])) for nm, gr in zip(names, grads)}
 
