@@ -110,7 +110,6 @@ class EngineProcesses:
         self.start_timeout_s = start_timeout_s
         self._lock = threading.Lock()          # one call at a time; guards _pool
         self._pool: ProcessPoolExecutor | None = None
-        self._restarting: threading.Thread | None = None
         self._closed = False
         self.restarts = 0
 
@@ -173,8 +172,7 @@ class EngineProcesses:
                         self.restarts += 1
                 return
 
-        self._restarting = threading.Thread(target=restart, name="mechscope-compute-restart", daemon=True)
-        self._restarting.start()
+        threading.Thread(target=restart, name="mechscope-compute-restart", daemon=True).start()
 
     @property
     def ready(self) -> bool:

@@ -13,7 +13,8 @@ from .http_errors import NotReady
 
 log = logging.getLogger("mechscope.server")
 
-Loaded = tuple  # (engine, datasets) or (engine, datasets, EngineProcesses)
+# what a loader returns: (engine, datasets), or (engine, datasets, EngineProcesses)
+Loaded = tuple[object, Mapping[str, NodeDatasetSource]] | tuple[object, Mapping[str, NodeDatasetSource], object]
 
 
 class ServerState:

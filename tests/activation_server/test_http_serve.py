@@ -65,7 +65,7 @@ def test_parallel_clients_of_the_compute_processes_get_the_serial_results(small_
 
     bodies = [body(i) for i in range(8)]
     bodies[5] = {**bodies[5], "loss": {"targets": [" Mary Ann"], "distractors": [" John"]}}
-    with ServeProcess(["--model", str(directory := small_checkpoint[1]), "--compute-processes", "2",
+    with ServeProcess(["--model", str(small_checkpoint[1]), "--compute-processes", "2",
                        "--cache-size", "0", "--viewer-dir", str(tmp_path / "no_viewer")]) as server:
         assert server.wait_ready().status_code == 200, server.output()
         with Client(server.url) as client:
@@ -77,7 +77,7 @@ def test_parallel_clients_of_the_compute_processes_get_the_serial_results(small_
                     continue
                 assert r.status_code == 200, r.text
                 assert_same_attribution(type(serial[i]).model_validate(r.json()), serial[i])
-    assert str(directory) and "2 compute processes ready" in server.output()
+    assert "2 compute processes ready" in server.output()
 
 
 def test_mechscope_serve_with_several_processes(small_checkpoint, tmp_path):
