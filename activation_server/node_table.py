@@ -115,16 +115,18 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tup
     """(block id, index, slot_q, slot_k) of the union over prompts of each column's top and bottom
     ``top_k`` (top only for the write magnitude), in order: column, prompt, top before bottom, best
     first."""
-    values = torch.stack([flat.columns[c] for c in COLUMNS])          # [column, batch, nodes]
-    k = min(top_k, values.shape[-1])
-    # NaN (no such node) sorts last both ways: -inf for the top, and for the bottom (the top of -values)
-    top = values.nan_to_num(nan=-math.inf).topk(k, dim=-1)
-    bottom = values.neg().nan_to_num_(nan=-math.inf).topk(k, dim=-1)
+    k = min(top_k, flat.columns[COLUMNS[0]].shape[-1])
     picks, valid = [], []
-    for c, col in enumerate(COLUMNS):
-        ends = [top] if col == "write_magnitude" else [top, bottom]
-        picks.append(torch.cat([e.indices[c] for e in ends], dim=1))                      # [batch, picks]
-        valid.append(torch.cat([e.values[c] > -math.inf for e in ends], dim=1))
+    # one column at a time: its [batch, nodes] stays in cache through the copies and top-k passes
+    # (all four stacked do not, and each pass then goes to memory)
+    for col in COLUMNS:
+        values = flat.columns[col]
+        # NaN (no such node) sorts last both ways: -inf for the top, and for the bottom (the top of -values)
+        ends = [values.nan_to_num(nan=-math.inf).topk(k, dim=-1)]
+        if col != "write_magnitude":
+            ends.append(values.neg().nan_to_num_(nan=-math.inf).topk(k, dim=-1))
+        picks.append(torch.cat([e.indices for e in ends], dim=1))                      # [batch, picks]
+        valid.append(torch.cat([e.values > -math.inf for e in ends], dim=1))
     # column by column, prompt by prompt: the order in which nodes are first chosen
     f = torch.cat([idx.reshape(-1) for idx in picks])
     p = torch.cat([torch.arange(prepared.batch).repeat_interleave(idx.shape[1]) for idx in picks])
