@@ -198,13 +198,12 @@ def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: 
     sums = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
     direct = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
     for b in blocks:
-        te, de = torch.nan_to_num(b.values["total_effect"]), torch.nan_to_num(b.values["direct_effect"])
+        te, de = b.values["total_effect"], b.values["direct_effect"]      # NaN where no node: sums skip it
         if b.kind == "attn_head":          # [batch, head, query, key]
-            parts = {"attention_by_query": (te.sum((1, 3)), de.sum((1, 3))),
-                     "attention_by_key": (te.sum((1, 2)), de.sum((1, 2)))}
+            parts = {"attention_by_query": (te.nansum((1, 3)), de.nansum((1, 3))),
+                     "attention_by_key": (te.nansum((1, 2)), de.nansum((1, 2)))}
         else:
-            if te.dim() == 3:              # [batch, pos, index]
-                te, de = te.sum(-1), de.sum(-1)
+            te, de = (te.nansum(-1), de.nansum(-1)) if te.dim() == 3 else (te.nan_to_num(), de.nan_to_num())
             if b.kind in ("embedding", "pos_embedding"):
                 target = "embeddings"
             elif b.kind in ("sae_latent", "sae_error") and b.sae and b.sae.endswith("hook_attn_out"):
