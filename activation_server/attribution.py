@@ -123,6 +123,16 @@ def _valid_positions(prepared: PreparedPrompts) -> torch.Tensor:
     return prepared.mask.bool()  # [batch, width]
 
 
+def _at_positions(values: dict[str, torch.Tensor], valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``values`` (``[batch, pos, ...]``) with NaN at the padding positions of ``valid``
+    (``[batch, pos]``); the tensors themselves when there is no padding (nothing to mark or copy)."""
+    if bool(valid.all()):
+        return values
+    while valid.dim() < next(iter(values.values())).dim():
+        valid = valid[..., None]
+    return {k: torch.where(valid, v, float("nan")) for k, v in values.items()}
+
+
 def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tuple[list[Block], torch.Tensor]:
     """Every node block plus the direct effect of all biases per prompt."""
     model = engine.model
@@ -148,7 +158,7 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
         vals = {"activation": torch.ones(w.shape[:2]), "write_magnitude": w.norm(dim=-1),
                 "direct_effect": dot_read(w, kind, None) if resid_read else torch.zeros(w.shape[:2]),
                 "total_effect": (w * grad[hook]).sum(-1)}
-        blocks.append(Block(kind, None, None, masked(vals, valid)))
+        blocks.append(Block(kind, None, None, _at_positions(vals, valid)))
 
     for layer in range(model.cfg.n_layer):
         attn = model.h[layer].attn
@@ -158,10 +168,16 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                 p = acts[f"blocks.{layer}.attn.hook_pattern"]                 # [B, H, Q, K]
                 v = acts[f"blocks.{layer}.attn.hook_v"]                       # [B, K, H, dh]
                 vo = torch.einsum("bkhe,hed->bkhd", v, attn.W_O)              # [B, K, H, d]
-                g_out = grad[f"blocks.{layer}.hook_attn_out"]                 # [B, Q, d]
-                total = p * torch.einsum("bkhd,bqd->bhqk", vo, g_out)
+                B, K, H, d = vo.shape
+                Q = p.shape[2]
                 direct_ok = explained.direct_writer("attn_head", layer)
-                direct = p * torch.einsum("bkhd,bqd->bhqk", vo, g_read) if direct_ok else torch.zeros_like(p)
+                # vo dotted with the output gradient (and the read gradient) in one matmul
+                reads = grad[f"blocks.{layer}.hook_attn_out"]                 # [B, Q, d]
+                if direct_ok:
+                    reads = torch.cat([reads, g_read], 1)                       # [B, 2Q, d]
+                dots = torch.bmm(reads, vo.reshape(B, K * H, d).transpose(1, 2)).view(B, -1, K, H).permute(0, 3, 1, 2)
+                total = p * dots[:, :, :Q]                                      # [B, H, Q, K]
+                direct = p * dots[:, :, Q:] if direct_ok else torch.zeros_like(p)
                 wm = p * vo.norm(dim=-1).permute(0, 2, 1)[:, :, None, :]
                 pair_ok = (valid[:, None, :, None] & valid[:, None, None, :]
                            & torch.ones(p.shape[-2:], dtype=torch.bool).tril()[None, None])
@@ -189,7 +205,7 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                     direct = torch.zeros_like(a)
                 wm = a.abs() * W_out.norm(dim=-1)
                 vals = {"activation": a, "write_magnitude": wm, "direct_effect": direct, "total_effect": total}
-                blocks.append(Block("mlp_neuron", layer, None, masked(vals, valid[..., None].expand_as(a))))
+                blocks.append(Block("mlp_neuron", layer, None, _at_positions(vals, valid)))
                 if explained.direct_writer("mlp_neuron", layer) and explained.read_space != "mlp_post":
                     bias_direct += (mlp.c_proj.bias * g_read).sum((-1, -2))
             else:
@@ -221,13 +237,12 @@ def _sae_blocks(engine, point, layer, side, acts, grad, g_read, explained, valid
     direct = a * (g_read @ W_dec_res.T) * scale_t if writes_direct else torch.zeros_like(a)
     wm = a.abs() * W_dec_res.norm(dim=-1) * scale_t
     vals = {"activation": a, "write_magnitude": wm, "direct_effect": direct, "total_effect": total}
-    blocks = [Block("sae_latent", layer, point, {k: torch.where(valid[..., None].expand_as(a), v, float("nan"))
-                                                 for k, v in vals.items()})]
+    blocks = [Block("sae_latent", layer, point, _at_positions(vals, valid))]
     err_res = err @ to_resid if to_resid is not None else err
     err_direct = (err_res * g_read).sum(-1) if writes_direct else torch.zeros(err.shape[:2])
     err_vals = {"activation": err_res.norm(dim=-1), "write_magnitude": err_res.norm(dim=-1),
                 "direct_effect": err_direct, "total_effect": (err * grad[f"{point}.hook_sae_error"]).sum(-1)}
-    blocks.append(Block("sae_error", layer, point, {k: torch.where(valid, v, float("nan")) for k, v in err_vals.items()}))
+    blocks.append(Block("sae_error", layer, point, _at_positions(err_vals, valid)))
     bias = torch.zeros(a.shape[0])
     if writes_direct:
         b_res = (norm.apply(b_dec.expand_as(err)) if norm.scale is not None or norm.shift is not None else b_dec.expand_as(err))
