@@ -151,8 +151,9 @@ def test_trace_through_value_uses_the_downstream_gradient(engine, small_model):
                                        ("blocks.0.hook_attn_out", keep), ("blocks.2.mlp.hook_pre", keep),
                                        ("blocks.0.attn.hook_pattern", keep), ("blocks.0.attn.hook_v", keep)])
         (g,) = torch.autograd.grad(store["blocks.2.mlp.hook_pre"][0, 13, 9], [store["blocks.0.hook_attn_out"]])
-    p = store["blocks.0.attn.hook_pattern"][0, 1, 13, 3]
-    expected = float(p * (store["blocks.0.attn.hook_v"][0, 3, 1] @ small_model.h[0].attn.W_O[1]) @ g[0, 13])
+    p = store["blocks.0.attn.hook_pattern"][0, 1, 13, 3].detach()
+    v = store["blocks.0.attn.hook_v"][0, 3, 1].detach()
+    expected = float(p * (v @ small_model.h[0].attn.W_O[1]) @ g[0, 13])
     assert to_node.prompts[0].loss == pytest.approx(expected, abs=1e-5)
 
 
