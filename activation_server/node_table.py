@@ -48,6 +48,16 @@ class Block:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    @functools.cached_property
+    def key_prefix(self) -> str:
+        """What every node key of the block starts with (see :func:`node_key`)."""
+        return ":".join([self.kind] + ([f"L{self.layer}"] if self.layer is not None else []) + ([self.sae] if self.sae else []))
+
+    @property
+    def indexed(self) -> bool:
+        """Do the block's node keys name an index (a head, neuron or latent)?"""
+        return self.kind in ("attn_head", "mlp_neuron", "sae_latent")
+
     def rows(self, rows: slice) -> "Block":
         """The same nodes on a slice of the batch."""
         prob = self.attention_prob[rows] if self.attention_prob is not None else None
@@ -55,17 +65,9 @@ class Block:
 
 
 def node_key(block: Block, index: int, slot_q: int, slot_k: int | None) -> str:
-    parts = [block.kind]
-    if block.layer is not None:
-        parts.append(f"L{block.layer}")
-    if block.sae:
-        parts.append(block.sae)
-    if block.kind in ("attn_head", "mlp_neuron", "sae_latent"):
-        parts.append(f"#{index}")
-    parts.append(f"@{slot_q}")
-    if slot_k is not None:
-        parts.append(f"k{slot_k}")
-    return ":".join(parts)
+    """``kind[:L<layer>][:<sae>][:#<index>]:@<slot>[:k<key slot>]``, e.g. ``attn_head:L2:#1:@-1:k4``."""
+    key = f"{block.key_prefix}:#{index}:@{slot_q}" if block.indexed else f"{block.key_prefix}:@{slot_q}"
+    return key if slot_k is None else f"{key}:k{slot_k}"
 
 
 class _Flat:
