@@ -35,7 +35,7 @@ def _hand_edge(model, tokens, u, v, mary, john):
                                           (f"blocks.{u.layer}.mlp.hook_post", keep)])
         loss = logits[0, -1, mary] - logits[0, -1, john]
         (g_pre,) = torch.autograd.grad(loss, [store[f"blocks.{v.layer}.mlp.hook_pre"]])
-    act_u = store[f"blocks.{u.layer}.mlp.hook_post"][0, u.position, u.index]
+    act_u = store[f"blocks.{u.layer}.mlp.hook_post"][0, u.position, u.index].detach()
     return float(act_u * g[0, u.position, u.index] * g_pre[0, v.position, v.index])
 
 
