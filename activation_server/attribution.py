@@ -123,14 +123,18 @@ def _valid_positions(prepared: PreparedPrompts) -> torch.Tensor:
     return prepared.mask.bool()  # [batch, width]
 
 
+def _masked(values: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``values`` with NaN (no such node) where ``mask`` (broadcast from the left) is False."""
+    return {k: torch.where(mask, v, float("nan")) for k, v in values.items()}
+
+
 def _at_positions(values: dict[str, torch.Tensor], valid: torch.Tensor) -> dict[str, torch.Tensor]:
     """``values`` (``[batch, pos, ...]``) with NaN at the padding positions of ``valid``
     (``[batch, pos]``); the tensors themselves when there is no padding (nothing to mark or copy)."""
     if bool(valid.all()):
         return values
-    while valid.dim() < next(iter(values.values())).dim():
-        valid = valid[..., None]
-    return {k: torch.where(valid, v, float("nan")) for k, v in values.items()}
+    extra_dims = next(iter(values.values())).dim() - valid.dim()
+    return _masked(values, valid[(...,) + (None,) * extra_dims])
 
 
 def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tuple[list[Block], torch.Tensor]:
@@ -138,13 +142,9 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
     model = engine.model
     valid = _valid_positions(prepared)
     g_read = grad[explained.read_hook]                                  # [B, N, d_read]
-    nan = torch.tensor(float("nan"))
     blocks: list[Block] = []
     bias_direct = torch.zeros(prepared.batch)
     resid_read = explained.read_space == "resid"
-
-    def masked(values: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: torch.where(mask, v, nan) for k, v in values.items()}
 
     def dot_read(write: torch.Tensor, kind: str, layer) -> torch.Tensor:  # write [B, N, d] in read space
         if not explained.direct_writer(kind, layer):
@@ -183,7 +183,7 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                            & torch.ones(p.shape[-2:], dtype=torch.bool).tril()[None, None])
                 pair_ok = pair_ok.expand_as(p)
                 vals = {"activation": p, "write_magnitude": wm, "direct_effect": direct, "total_effect": total}
-                blocks.append(Block("attn_head", layer, None, masked(vals, pair_ok), attention_prob=p))
+                blocks.append(Block("attn_head", layer, None, _masked(vals, pair_ok), attention_prob=p))
                 if direct_ok:
                     bias_direct += (attn.c_proj.bias * g_read).sum((-1, -2))
             else:
