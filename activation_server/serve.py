@@ -149,7 +149,7 @@ def build_loader(args: argparse.Namespace):
         processes = None
         if args.compute_processes > 0:
             from .engine_processes import EngineProcesses
-            threads = max(1, (os.cpu_count() or 1) // (args.compute_processes * args.processes))
+            threads = cores_each(args.compute_processes * args.processes)
             log.info("starting %d compute processes (%d torch threads each)", args.compute_processes, threads)
             processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
             processes.start()
@@ -159,11 +159,16 @@ def build_loader(args: argparse.Namespace):
     return load
 
 
+def cores_each(sharers: int) -> int:
+    """Torch threads for each of ``sharers`` engine threads or processes splitting the cores (each
+    engine call is one torch op stream)."""
+    return max(1, (os.cpu_count() or 1) // sharers)
+
+
 def set_torch_threads(engine_threads: int) -> int:
-    """Split the cores between the engine threads of all processes (each engine call is one torch op
-    stream)."""
+    """Split the cores between the engine threads of all processes."""
     import torch
-    threads = max(1, (os.cpu_count() or 1) // engine_threads)
+    threads = cores_each(engine_threads)
     torch.set_num_threads(threads)
     return threads
 

@@ -22,12 +22,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import attribution_body  # noqa: E402  (scripts/bench/server.py)
+from server import attribution_body  # scripts/bench/server.py (the script's folder is on sys.path)
 
 SIZES = (1, 2, 4, 8)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -130,7 +131,6 @@ class SlowRecorder(Recorder):
         self.seconds = seconds
 
     def __call__(self, items: list[int]) -> list:
-        import time
         time.sleep(self.seconds)
         return super().__call__(items)
 
@@ -164,7 +164,6 @@ def test_gathering_keeps_closed_loop_clients_in_one_call():
 
 
 def test_a_lone_client_never_waits_for_the_gathering_gap():
-    import time
     recorder = SlowRecorder(0.0)
 
     async def main():

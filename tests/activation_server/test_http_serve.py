@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -116,7 +117,6 @@ def test_serve_flags_and_environment_reach_the_server_config():
     args = build_parser().parse_args(["serve", "--compute-processes", "3", "--gather-ms", "4.5", "--batch-prompts", "8"])
     config = config_from_args(args)
     assert (config.compute_processes, config.gather_ms, config.batch_prompts) == (3, 4.5, 8)
-    import argparse
     sub = argparse.ArgumentParser().add_subparsers()
     parser = add_serve_subcommand(sub, env={"MECHSCOPE_COMPUTE_PROCESSES": "0", "MECHSCOPE_GATHER_MS": "0"})
     config = config_from_args(parser.parse_args([]))
