@@ -3,7 +3,7 @@
 One answer holds a few hundred nodes × prompts, each prompt's top/bottom predictions and its
 per-token summaries. Built value by value in Python, that costs more than the forward and backward
 pass that produced the numbers once concurrent requests share passes; so each step here is a few
-tensor operations over every prompt at once (one top-k pair over all columns, one gather for every
+tensor operations over every prompt at once (top-k pairs per column, one gather for every
 selected value, vocabulary-wide rank counts only where the top/bottom k cannot tell), and Python
 only assembles plain JSON-ready dicts from the resulting lists: the server serializes them as they
 are, Python callers get them validated into the response model.
@@ -16,6 +16,7 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -25,6 +26,40 @@ from .prompts import PreparedPrompts
 
 COLUMNS = ("activation", "write_magnitude", "direct_effect", "total_effect")
 SUMMARY_TARGETS = ("embeddings", "mlp", "attention_by_query", "attention_by_key")
+_CHUNK = 64       # elements per chunk in :func:`row_top_k`
+
+
+class TopK(NamedTuple):
+    """What :func:`row_top_k` returns, as ``torch.topk`` does."""
+
+    values: torch.Tensor      # [rows, k], best first
+    indices: torch.Tensor     # [rows, k]
+
+
+def row_top_k(x: torch.Tensor, k: int, largest: bool = True) -> TopK:
+    """``x.topk(k, dim=1, largest=largest)`` of a ``[rows, n]`` tensor without NaN: the same values,
+    best first (where values tie, the indices may be other elements of the same value), without a
+    top-k over whole rows.
+
+    torch's CPU top-k copies each row into a buffer of (value, index) pairs, four times the row's
+    bytes, and sorts that (a [2, 37950] top-k of 20: 0.066 ms with the row in cache, 0.107 ms without;
+    here 0.036 and 0.094). Instead the row's ``_CHUNK``-element chunks' maxima (minima) are ranked,
+    and the top-k runs over the k best chunks plus the short tail after the last whole chunk. Exact: an element strictly better than the k-th best value lies in a
+    chosen chunk (else the k chosen chunks' maxima and it would be k + 1 better elements), and the
+    chosen chunks hold at least k elements at least as good as the k-th best."""
+    rows, n = x.shape
+    k = min(k, n)
+    whole = n // _CHUNK
+    if whole < 4 * k:
+        return TopK(*x.topk(k, dim=1, largest=largest))
+    by_chunk = x[:, :whole * _CHUNK].reshape(rows, whole, _CHUNK)
+    best = by_chunk.amax(2) if largest else by_chunk.amin(2)
+    chunks = best.topk(k, dim=1, largest=largest).indices                                   # [rows, k]
+    index = (chunks.unsqueeze(2) * _CHUNK + torch.arange(_CHUNK)).reshape(rows, k * _CHUNK)
+    if n > whole * _CHUNK:
+        index = torch.cat([index, torch.arange(whole * _CHUNK, n).expand(rows, -1)], dim=1)
+    values, within = x.gather(1, index).topk(k, dim=1, largest=largest)
+    return TopK(values, index.gather(1, within))
 
 
 @dataclasses.dataclass
@@ -124,9 +159,9 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tup
     for col in COLUMNS:
         values = flat.columns[col]
         # NaN (no such node) sorts last both ways: -inf for the top, and for the bottom (the top of -values)
-        ends = [values.nan_to_num(nan=-math.inf).topk(k, dim=-1)]
+        ends = [row_top_k(values.nan_to_num(nan=-math.inf), k)]
         if col != "write_magnitude":
-            ends.append(values.neg().nan_to_num_(nan=-math.inf).topk(k, dim=-1))
+            ends.append(row_top_k(values.neg().nan_to_num_(nan=-math.inf), k))
         picks.append(torch.cat([e.indices for e in ends], dim=1))                      # [batch, picks]
         valid.append(torch.cat([e.values > -math.inf for e in ends], dim=1))
     # column by column, prompt by prompt: the order in which nodes are first chosen
@@ -230,10 +265,10 @@ def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) ->
     k = min(k, vocab)
     # rank = 1 + the number of strictly larger logits, counted without a pass over the vocabulary
     # where the top/bottom k already tell it
-    top_logits, top_ids = logits.topk(k, dim=1)                                  # descending
+    top_logits, top_ids = row_top_k(logits, k)                                    # descending
     # every logit above a top-k logit is in the top k: 1 + the first position of its value
     top_ranks = (top_logits.unsqueeze(2) == top_logits.unsqueeze(1)).to(torch.uint8).argmax(2) + 1
-    bottom_logits, bottom_ids = logits.topk(k, dim=1, largest=False)             # ascending
+    bottom_logits, bottom_ids = row_top_k(logits, k, largest=False)                   # ascending
     extra_ids = torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))
     extra_logits = logits.gather(1, extra_ids)
     # full counts only for the extra tokens and the bottom k's largest value (ties at that value

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mechscope.activation_server.node_table import COLUMNS, Block, node_table, predictions
+from mechscope.activation_server.node_table import COLUMNS, Block, node_table, predictions, row_top_k
 from mechscope.activation_server.prompts import PreparedPrompts
 
 
@@ -18,7 +18,7 @@ def _prepared(lengths: list[int], slots: list[list[int]]) -> PreparedPrompts:
                            [[0] * n for n in lengths], slots)
 
 
-def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0) -> list[Block]:
+def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0, latents: int = 5) -> list[Block]:
     gen = torch.Generator().manual_seed(seed)
 
     def values(*shape, valid):
@@ -31,7 +31,8 @@ def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0) -> list[B
     return [Block("embedding", None, None, values(width, valid=pos_ok)),
             Block("attn_head", 0, None, values(3, width, width, valid=pair_ok), attention_prob=prob),
             Block("mlp_neuron", 0, None, values(width, 7, valid=pos_ok[..., None].expand(batch, width, 7))),
-            Block("sae_latent", 1, "blocks.1.hook_mlp_out", values(width, 5, valid=pos_ok[..., None].expand(batch, width, 5)))]
+            Block("sae_latent", 1, "blocks.1.hook_mlp_out",
+                  values(width, latents, valid=pos_ok[..., None].expand(batch, width, latents)))]
 
 
 def _nodes_by_loops(blocks, prepared, top_k):
@@ -68,12 +69,12 @@ def _slots_of(key: str) -> tuple[int, int | None]:
     return slot_q, slot_k
 
 
-@pytest.mark.parametrize("top_k", [1, 4, 500])
-def test_node_table_matches_per_prompt_loops(top_k):
+@pytest.mark.parametrize("top_k, latents", [(1, 5), (4, 5), (500, 5), (3, 1200)])   # 1200: > 6,000 nodes, chunked top-k
+def test_node_table_matches_per_prompt_loops(top_k, latents):
     lengths, width = [5, 3], 5
     slots = [[-1, 0, 1, 2, 3], [0, 2, 3]]     # explicit alignment: prompt 1 lacks slot 1; prompt 0 has an unmapped position
     prepared = _prepared(lengths, slots)
-    blocks = _blocks(2, width, lengths)
+    blocks = _blocks(2, width, lengths, latents=latents)
     rows = node_table(blocks, prepared, top_k)
 
     want = _nodes_by_loops(blocks, prepared, top_k)
@@ -114,13 +115,44 @@ def test_node_table_of_a_node_missing_on_one_prompt_has_none_there():
     assert all(r["values"][0] is not None and r["positions"][0] == 0 for r in at_slot_0)
 
 
-def test_predictions_match_brute_force_ranks_and_probabilities_with_ties():
+def _rows_to_rank(rows: int, n: int, seed: int) -> torch.Tensor:
+    """Rows of ``n`` values: Gaussian; integers in [-3, 3] (every value tied thousands of times);
+    mostly zeros (as sparse latents); Gaussian with infinities; Gaussian with the best values in the
+    last, partial chunk."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, n, generator=gen)
+    if rows > 1:
+        x[1] = torch.randint(-3, 4, (n,), generator=gen).float()
+    if rows > 2:
+        x[2] = torch.where(torch.rand(n, generator=gen) < 0.85, 0.0, x[2])
+    if rows > 3:
+        x[3, torch.randint(0, n, (30,), generator=gen)] = math.inf
+        x[3, torch.randint(0, n, (30,), generator=gen)] = -math.inf
+    if rows > 4:
+        x[4, -3:] = torch.tensor([9.0, 8.0, -9.0])
+    return x
+
+
+@pytest.mark.parametrize("n", [10, 5119, 64 * 90, 37950, 50257])   # below, at and over the chunked path's size
+@pytest.mark.parametrize("k", [1, 10, 20])
+def test_row_top_k_values_equal_a_full_sort(n, k):
+    x = _rows_to_rank(5, n, seed=n + k)
+    for largest in (True, False):
+        got = row_top_k(x, k, largest)
+        want = torch.sort(x, dim=1, descending=largest, stable=True).values[:, :k]
+        assert torch.equal(got.values, want)
+        assert torch.equal(x.gather(1, got.indices), got.values)            # each index holds its value
+        assert all(len(set(row)) == min(k, n) for row in got.indices.tolist())  # k different elements
+
+
+@pytest.mark.parametrize("vocab", [300, 50257])     # 50257: GPT-2's vocabulary, the chunked top-k
+def test_predictions_match_brute_force_ranks_and_probabilities_with_ties(vocab):
     gen = torch.Generator().manual_seed(1)
-    logits = torch.randint(-5, 6, (4, 300), generator=gen).float()    # many ties, in the top and the bottom
+    logits = torch.randint(-5, 6, (4, vocab), generator=gen).float()  # many ties, in the top and the bottom
     logits[1, 17] = 50.0                                                 # a single clear winner
     logits[2, [3, 40, 41]] = -50.0                                       # tied lowest, below the bottom-k's largest
-    logits[3] = torch.randn(300, generator=gen)                          # no ties
-    extra = [17, 4, 299]
+    logits[3] = torch.randn(vocab, generator=gen)                        # no ties
+    extra = [17, 4, vocab - 1]
     got = predictions(logits, extra, k=10)
     for row, (top, bottom, targets) in zip(logits, got):
         probs = row.softmax(-1)
