@@ -31,7 +31,7 @@ from mechscope.inference.interventions import OnRows
 from .errors import RequestError
 from .explained import Explained, logit_diff_constant, loss_explained, loss_token_ids, trace_explained
 from .node_interventions import compile_interventions, validate_node
-from .node_table import Block, node_table, predictions, token_summaries
+from .node_table import Block, node_tables, predictions, token_summaries
 from .prompts import PreparedPrompts, check_loss, prepare_prompts
 from .schemas import AttributionRequest, AttributionResult
 
@@ -339,7 +339,26 @@ def _shared_explained(members: list[_Planned], rows: list[slice]) -> Explained:
                                logit_columns=union)
 
 
-def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:
+@dataclasses.dataclass
+class _SharedPass:
+    """One forward/backward pass's node tensors for all its members' prompts (``rows[j]``: member
+    ``j``'s rows of the batch)."""
+
+    members: list[_Planned]
+    rows: list[slice]
+    prepared: PreparedPrompts
+    logits: torch.Tensor          # [batch, vocab]
+    scalars: torch.Tensor         # [batch]
+    blocks: list[Block]
+    bias_direct: torch.Tensor     # [batch], each member's logit-difference constant included
+
+    def node_tensors(self) -> list[NodeTensors]:
+        """Each member's own slice."""
+        return [NodeTensors(m.prepared, m.explained, self.logits[r], self.scalars[r], [b.rows(r) for b in self.blocks],
+                            self.bias_direct[r], m.loss_expl.positions) for m, r in zip(self.members, self.rows)]
+
+
+def _run_shared(engine, members: list[_Planned]) -> _SharedPass:
     """One forward and one backward for every member (all shareable, same plan and width)."""
     if len(members) == 1:
         m = members[0]
@@ -357,29 +376,25 @@ def _run_shared(engine, members: list[_Planned]) -> list[NodeTensors]:
     logits, scalars, acts, grad = _forward_backward(engine, prepared, interventions, explained, first.mlp_plan,
                                                     first.attn_plan, first.splice_points, logit_positions)
     # members share everything _blocks reads from ``explained`` (read point, upstream and direct
-    # writers), so the node values are computed once for the whole batch and then sliced
+    # writers), so the node values are computed once for the whole batch
     blocks, bias_direct = _blocks(engine, prepared, explained, acts, grad, first.mlp_plan, first.attn_plan)
-    out = []
     for m, r in zip(members, rows):
-        bias_m = bias_direct[r]
         if m.request.trace is None:
-            bias_m = bias_m + logit_diff_constant(engine.model, m.request.loss)
-        out.append(NodeTensors(m.prepared, m.explained, logits[r], scalars[r], [b.rows(r) for b in blocks], bias_m,
-                               m.loss_expl.positions))
-    return out
+            bias_direct[r] += logit_diff_constant(engine.model, m.request.loss)
+    return _SharedPass(members, rows, prepared, logits, scalars, blocks, bias_direct)
 
 
-def compute_node_tensors_many(engine, requests: list[AttributionRequest]) -> list[NodeTensors | Exception]:
-    """Node tensors for several independent requests, sharing forward/backward passes where they can
-    (same component choices, no trace). A request with bad input gets its error in its own slot; the
-    others are unaffected. Each result equals the request's result alone up to float rounding."""
-    out: list[NodeTensors | Exception | None] = [None] * len(requests)
+def _shared_passes(engine, requests: list[AttributionRequest]
+                   ) -> tuple[dict[int, Exception], list[tuple[list[int], _SharedPass]]]:
+    """The requests' passes, sharing them where they can (same component choices, no trace): the
+    errors of requests with bad input (by index), and each pass with its members' indices."""
+    errors: dict[int, Exception] = {}
     tokenized: dict[int, PreparedPrompts] = {}
     for i, request in enumerate(requests):
         try:
             tokenized[i] = _tokenized(engine, request)
         except InvalidInputError as e:
-            out[i] = e
+            errors[i] = e
     width = max((p.width for p in tokenized.values()), default=0)
     groups: dict[tuple, list[tuple[int, _Planned]]] = {}
     for i, prepared in tokenized.items():
@@ -387,12 +402,22 @@ def compute_node_tensors_many(engine, requests: list[AttributionRequest]) -> lis
         try:
             planned = _plan(engine, request, prepared.widened(width) if request.trace is None else prepared)
         except InvalidInputError as e:
-            out[i] = e
+            errors[i] = e
             continue
         key = planned.share_key() if planned.shareable else ("alone", i)
         groups.setdefault(key, []).append((i, planned))
-    for members in groups.values():
-        for (i, _), tensors in zip(members, _run_shared(engine, [m for _, m in members])):
+    return errors, [([i for i, _ in members], _run_shared(engine, [m for _, m in members]))
+                    for members in groups.values()]
+
+
+def compute_node_tensors_many(engine, requests: list[AttributionRequest]) -> list[NodeTensors | Exception]:
+    """Node tensors for several independent requests, sharing forward/backward passes where they can
+    (same component choices, no trace). A request with bad input gets its error in its own slot; the
+    others are unaffected. Each result equals the request's result alone up to float rounding."""
+    errors, passes = _shared_passes(engine, requests)
+    out: list[NodeTensors | Exception | None] = [errors.get(i) for i in range(len(requests))]
+    for indices, shared in passes:
+        for i, tensors in zip(indices, shared.node_tensors()):
             out[i] = tensors
     return out  # type: ignore[return-value]
 
@@ -404,20 +429,26 @@ def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
     return result
 
 
-def _answer(request: AttributionRequest, t: NodeTensors) -> dict:
-    """The answer to ``request`` as plain JSON-ready data, in :class:`AttributionResult`'s shape
-    (field for field, in its field order, so that serializing it gives the model's JSON)."""
-    prepared = t.prepared
+def _answers(shared: _SharedPass) -> list[dict]:
+    """The answers to a pass's members as plain JSON-ready data, in :class:`AttributionResult`'s
+    shape (field for field, in its field order, so that serializing it gives the model's JSON).
+    Node selection, predictions and token summaries run once over the whole batch."""
+    prepared, rows = shared.prepared, [range(r.start, r.stop) for r in shared.rows]
     tokens = [gpt2_tokenizer().token_strs(ids) for ids in prepared.token_ids]
-    summaries = token_summaries(t.blocks, prepared, tokens)
-    scalars, bias_direct = t.scalars.tolist(), t.bias_direct.tolist()
-    prompts = [{"tokens": tokens[i], "token_ids": prepared.token_ids[i],
-                "loss": scalars[i], "loss_position": t.explained.positions[i], "top_predictions": top,
-                "bottom_predictions": bottom, "target_predictions": targets, "token_summaries": summaries[i],
-                "bias_direct_effect": bias_direct[i]}
-               for i, (top, bottom, targets) in enumerate(predictions(t.logits, loss_token_ids(request.loss)))]
-    return {"explained": t.explained.description, "prompts": prompts,
-            "nodes": node_table(t.blocks, prepared, request.top_k)}
+    summaries = token_summaries(shared.blocks, prepared, tokens)
+    extra = [loss_token_ids(m.request.loss) for m, r in zip(shared.members, rows) for _ in r]
+    preds = predictions(shared.logits, extra)
+    tables = node_tables(shared.blocks, prepared, [(r, m.request.top_k) for m, r in zip(shared.members, rows)])
+    scalars, bias_direct = shared.scalars.tolist(), shared.bias_direct.tolist()
+    answers = []
+    for m, r, nodes in zip(shared.members, rows, tables):
+        prompts = [{"tokens": tokens[i], "token_ids": prepared.token_ids[i], "loss": scalars[i],
+                    "loss_position": m.explained.positions[j], "top_predictions": preds[i][0],
+                    "bottom_predictions": preds[i][1], "target_predictions": preds[i][2],
+                    "token_summaries": summaries[i], "bias_direct_effect": bias_direct[i]}
+                   for j, i in enumerate(r)]
+        answers.append({"explained": m.explained.description, "prompts": prompts, "nodes": nodes})
+    return answers
 
 
 def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
@@ -441,16 +472,12 @@ def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exce
 
 
 def _shared_answers(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
-    out: list[dict | Exception] = []
-    for request, t in zip(requests, compute_node_tensors_many(engine, requests)):
-        if isinstance(t, Exception):
-            out.append(t)
-            continue
-        try:
-            out.append(_answer(request, t))
-        except InvalidInputError as e:
-            out.append(e)
-    return out
+    errors, passes = _shared_passes(engine, requests)
+    out: list[dict | Exception | None] = [errors.get(i) for i in range(len(requests))]
+    for indices, shared in passes:
+        for i, answer in zip(indices, _answers(shared)):
+            out[i] = answer
+    return out  # type: ignore[return-value]
 
 
 def attribute_many(engine, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:

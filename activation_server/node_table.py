@@ -36,30 +36,43 @@ class TopK(NamedTuple):
     indices: torch.Tensor     # [rows, k]
 
 
+def _first_best(x: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
+    """``[rows, k]``: the indices of each row's ``k`` best elements, where values tie at the k-th
+    best the lowest indices, in ascending index order."""
+    kth = x.topk(k, dim=1, largest=largest).values[:, -1:]
+    better = x > kth if largest else x < kth
+    tied = x == kth
+    keep = better | (tied & (tied.cumsum(1) <= k - better.sum(1, keepdim=True)))
+    return keep.nonzero()[:, 1].view(x.shape[0], k)
+
+
 def row_top_k(x: torch.Tensor, k: int, largest: bool = True) -> TopK:
-    """``x.topk(k, dim=1, largest=largest)`` of a ``[rows, n]`` tensor without NaN: the same values,
-    best first (where values tie, the indices may be other elements of the same value), without a
-    top-k over whole rows.
+    """The ``k`` best elements of each row of a ``[rows, n]`` tensor without NaN, best first, tied
+    values in index order: the first ``k`` of a stable sort. (``torch.topk`` leaves the order of
+    ties open; a fixed one keeps a request's nodes the same whether its prompts share a batch,
+    padded wider, or not.)
 
     torch's CPU top-k copies each row into a buffer of (value, index) pairs, four times the row's
-    bytes, and sorts that (a [2, 37950] top-k of 20: 0.066 ms with the row in cache, 0.107 ms without;
-    here 0.036 and 0.094). Instead the row's ``_CHUNK``-element chunks' maxima (minima) are ranked,
-    and the top-k runs over the k best chunks plus the short tail after the last whole chunk. Exact: an element strictly better than the k-th best value lies in a
-    chosen chunk (else the k chosen chunks' maxima and it would be k + 1 better elements), and the
-    chosen chunks hold at least k elements at least as good as the k-th best."""
+    bytes, and sorts that; for the 38k nodes or 50k tokens of a row this costs more than reading it.
+    Instead the row's ``_CHUNK``-element chunks' maxima (minima) are ranked, and only the k best
+    chunks plus the short tail after the last whole chunk are searched. Exact: an element better
+    than the k-th best value lies in a chosen chunk (else the k chosen chunks' maxima and it would
+    be k + 1 better elements), and the chosen chunks (the lowest-numbered where their maxima tie)
+    hold the k-th best value's lowest-index occurrences."""
     rows, n = x.shape
     k = min(k, n)
     whole = n // _CHUNK
     if whole < 4 * k:
-        return TopK(*x.topk(k, dim=1, largest=largest))
-    by_chunk = x[:, :whole * _CHUNK].reshape(rows, whole, _CHUNK)
-    best = by_chunk.amax(2) if largest else by_chunk.amin(2)
-    chunks = best.topk(k, dim=1, largest=largest).indices                                   # [rows, k]
-    index = (chunks.unsqueeze(2) * _CHUNK + torch.arange(_CHUNK)).reshape(rows, k * _CHUNK)
-    if n > whole * _CHUNK:
-        index = torch.cat([index, torch.arange(whole * _CHUNK, n).expand(rows, -1)], dim=1)
-    values, within = x.gather(1, index).topk(k, dim=1, largest=largest)
-    return TopK(values, index.gather(1, within))
+        index = _first_best(x, k, largest)
+    else:
+        by_chunk = x[:, :whole * _CHUNK].reshape(rows, whole, _CHUNK)
+        chunks = _first_best(by_chunk.amax(2) if largest else by_chunk.amin(2), k, largest)      # [rows, k]
+        index = (chunks.unsqueeze(2) * _CHUNK + torch.arange(_CHUNK)).reshape(rows, k * _CHUNK)
+        if n > whole * _CHUNK:
+            index = torch.cat([index, torch.arange(whole * _CHUNK, n).expand(rows, -1)], dim=1)
+        index = index.gather(1, _first_best(x.gather(1, index), k, largest))
+    values, order = x.gather(1, index).sort(dim=1, descending=largest, stable=True)
+    return TopK(values, index.gather(1, order))
 
 
 @dataclasses.dataclass
@@ -148,83 +161,114 @@ def _slot_table(prepared: PreparedPrompts) -> torch.Tensor:
     return table
 
 
-def select_nodes(flat: _Flat, prepared: PreparedPrompts, top_k: int) -> list[tuple[int, int, int, int | None]]:
-    """(block id, index, slot_q, slot_k) of the union over prompts of each column's top and bottom
-    ``top_k`` (top only for the write magnitude), in order: column, prompt, top before bottom, best
-    first."""
-    k = min(top_k, flat.columns[COLUMNS[0]].shape[-1])
-    picks, valid = [], []
+Node = tuple[int, int, int, "int | None"]      # (block id, index, slot_q, slot_k)
+
+
+def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k: int) -> list[dict[int, list[Node]]]:
+    """Per column, per prompt of ``prompts`` (rows of the batch): the column's top ``k`` then bottom
+    ``k`` nodes on that prompt (top only for the write magnitude), best first."""
+    rows = None if prompts == list(range(prepared.batch)) else torch.tensor(prompts)
+    ends, by_column = [], []
     # one column at a time: its [batch, nodes] stays in cache through the copies and top-k passes
     # (all four stacked do not, and each pass then goes to memory)
     for col in COLUMNS:
-        values = flat.columns[col]
+        values = flat.columns[col] if rows is None else flat.columns[col][rows]
         # NaN (no such node) sorts last both ways: -inf for the top, and for the bottom (the top of -values)
-        ends = [row_top_k(values.nan_to_num(nan=-math.inf), k)]
+        column_ends = [row_top_k(values.nan_to_num(nan=-math.inf), k)]
         if col != "write_magnitude":
-            ends.append(row_top_k(values.neg().nan_to_num_(nan=-math.inf), k))
-        picks.append(torch.cat([e.indices for e in ends], dim=1))                      # [batch, picks]
-        valid.append(torch.cat([e.values > -math.inf for e in ends], dim=1))
-    # column by column, prompt by prompt: the order in which nodes are first chosen
-    f = torch.cat([idx.reshape(-1) for idx in picks])
-    p = torch.cat([torch.arange(prepared.batch).repeat_interleave(idx.shape[1]) for idx in picks])
-    keep = torch.cat([v.reshape(-1) for v in valid])
-    f, p = f[keep], p[keep]
-    bid, index, pos, key = flat.locate(f)
-    slots = _slot_table(prepared)
-    slot_q = slots[p, pos]
-    slot_k = torch.where(key >= 0, slots[p, key.clamp(min=0)], 0)
-    chosen = dict.fromkeys(
-        (b, i, q, kk if k_ >= 0 else None)
-        for b, i, q, kk, k_ in zip(bid.tolist(), index.tolist(), slot_q.tolist(), slot_k.tolist(), key.tolist()))
-    return list(chosen)
+            column_ends.append(row_top_k(values.neg().nan_to_num_(nan=-math.inf), k))
+        by_column.append(range(len(ends), len(ends) + len(column_ends)))
+        ends += column_ends
+    found = torch.stack([e.values > -math.inf for e in ends]).tolist()
+    bid, index, pos, key = flat.locate(torch.stack([e.indices for e in ends]))      # [ends, prompts, k]
+    slots, prompt = _slot_table(prepared), torch.tensor(prompts)[:, None]
+    slot_q = slots[prompt, pos]
+    slot_k = torch.where(key >= 0, slots[prompt, key.clamp(min=0)], 0)
+    bid, index, slot_q, slot_k, has_key = (t.tolist() for t in (bid, index, slot_q, slot_k, key >= 0))
+    return [{p: [(b, i, q, kk if with_key else None) for e in column
+                 for b, i, q, kk, with_key, ok in zip(bid[e][r], index[e][r], slot_q[e][r], slot_k[e][r],
+                                                      has_key[e][r], found[e][r]) if ok]
+             for r, p in enumerate(prompts)} for column in by_column]
 
 
-def node_rows(flat: _Flat, prepared: PreparedPrompts, selected: list[tuple[int, int, int, int | None]]) -> list[dict]:
-    """The node table: one row per selected node with its values on every prompt (None where the
-    node does not exist there), most total effect (on any prompt) first."""
+def select_nodes(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]) -> list[list[Node]]:
+    """For each request (its prompts' rows of the batch and its top-k): the union over its prompts
+    of each column's top and bottom k nodes (top only for the write magnitude), in order: column,
+    prompt, top before bottom, best first. Requests with the same k share one top-k pass over
+    their prompts (so a request's picks among tied values are those it gets alone)."""
+    n = flat.columns[COLUMNS[0]].shape[-1]
+    by_k: dict[int, list[int]] = {}
+    for j, (_, k) in enumerate(requests):
+        by_k.setdefault(min(k, n), []).append(j)
+    out: list[list[Node]] = [[] for _ in requests]
+    for k, members in by_k.items():
+        picks = _column_picks(flat, prepared, [p for j in members for p in requests[j][0]], k)
+        for j in members:
+            out[j] = list(dict.fromkeys(node for column in picks for p in requests[j][0] for node in column[p]))
+    return out
+
+
+def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range], selected: Sequence[list[Node]]
+              ) -> list[list[dict]]:
+    """For each request (its prompts' rows of the batch) and its selected nodes: the node table, one
+    row per node with its values on each of the request's prompts (None where the node does not exist
+    there), most total effect (on any of them) first. One gather reads every request's values."""
     blocks = flat.blocks
     slot_pos = [{s: pos for pos, s in enumerate(slots)} for slots in prepared.slots]
     located, gather = [], []      # gather: (prompt, block id, index, pos, key or -1) of each value read
-    for bid, index, slot_q, slot_k in selected:
-        spots = []
-        for i in range(prepared.batch):
-            q = slot_pos[i].get(slot_q)
-            k = slot_pos[i].get(slot_k) if slot_k is not None else None
-            if q is None or (slot_k is not None and k is None):
-                spots.append((q, k, None))
-                continue
-            spots.append((q, k, len(gather)))
-            gather.append((i, bid, index, q, -1 if k is None else k))
-        located.append(spots)
+    for rows, nodes in zip(requests, selected):
+        request_spots = []
+        for bid, index, slot_q, slot_k in nodes:
+            spots = []
+            for i in rows:
+                q = slot_pos[i].get(slot_q)
+                k = slot_pos[i].get(slot_k) if slot_k is not None else None
+                if q is None or (slot_k is not None and k is None):
+                    spots.append((q, k, None))
+                    continue
+                spots.append((q, k, len(gather)))
+                gather.append((i, bid, index, q, -1 if k is None else k))
+            request_spots.append(spots)
+        located.append(request_spots)
     i_t, *where = torch.tensor(gather, dtype=torch.long).reshape(-1, 5).unbind(1)
     f_t = flat.flat_index(*where)
     picked_t = torch.stack([flat.columns[c][i_t, f_t] for c in COLUMNS] + [flat.attention_prob[i_t, f_t]], -1)
     picked, missing = picked_t.tolist(), picked_t[:, :len(COLUMNS)].isnan().any(-1).tolist()
-    rows = []
-    for (bid, index, slot_q, slot_k), spots in zip(selected, located):
-        block = blocks[bid]
-        values, best = [], 0.0
-        for q, k, g in spots:
-            if g is None or missing[g]:
-                values.append(None)
-                continue
-            act, write, direct, total, prob = picked[g]
-            best = max(best, abs(total))
-            values.append({"activation": act, "write_magnitude": write, "direct_effect": direct,
-                           "total_effect": total, "attention_prob": None if math.isnan(prob) else prob})
-        rows.append((-best, {
-            "key": node_key(block, index, slot_q, slot_k), "kind": block.kind, "layer": block.layer, "index": index,
-            "sae": block.sae, "positions": [q for q, _, _ in spots],
-            "key_positions": [k for _, k, _ in spots] if block.kind == "attn_head" else None, "values": values}))
-    rows.sort(key=lambda r: r[0])
-    return [row for _, row in rows]
+    tables = []
+    for nodes, request_spots in zip(selected, located):
+        rows = []
+        for (bid, index, slot_q, slot_k), spots in zip(nodes, request_spots):
+            block = blocks[bid]
+            values, best = [], 0.0
+            for q, k, g in spots:
+                if g is None or missing[g]:
+                    values.append(None)
+                    continue
+                act, write, direct, total, prob = picked[g]
+                best = max(best, abs(total))
+                values.append({"activation": act, "write_magnitude": write, "direct_effect": direct,
+                               "total_effect": total, "attention_prob": None if math.isnan(prob) else prob})
+            rows.append((-best, {
+                "key": node_key(block, index, slot_q, slot_k), "kind": block.kind, "layer": block.layer,
+                "index": index, "sae": block.sae, "positions": [q for q, _, _ in spots],
+                "key_positions": [k for _, k, _ in spots] if block.kind == "attn_head" else None, "values": values}))
+        rows.sort(key=lambda r: r[0])
+        tables.append([row for _, row in rows])
+    return tables
+
+
+def node_tables(blocks: Sequence[Block], prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]
+                ) -> list[list[dict]]:
+    """The rows of each attribution answer's ``nodes`` (:class:`~.schemas.NodeRow`'s fields) for
+    requests sharing a batch (each: its prompts' rows and its top-k): each column's top (and bottom)
+    k per prompt, unioned over the request's prompts. The tensor work runs once for the batch."""
+    flat = _Flat(blocks, prepared.batch)
+    return node_rows(flat, prepared, [rows for rows, _ in requests], select_nodes(flat, prepared, requests))
 
 
 def node_table(blocks: Sequence[Block], prepared: PreparedPrompts, top_k: int) -> list[dict]:
-    """The rows of an attribution answer's ``nodes`` (:class:`~.schemas.NodeRow`'s fields) for one
-    request's prompts: each column's top (and bottom) ``top_k`` per prompt, unioned."""
-    flat = _Flat(blocks, prepared.batch)
-    return node_rows(flat, prepared, select_nodes(flat, prepared, top_k))
+    """:func:`node_tables` for one request whose prompts are the whole batch."""
+    return node_tables(blocks, prepared, [(range(prepared.batch), top_k)])[0]
 
 
 def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: list[list[str]]
@@ -256,10 +300,11 @@ def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: 
             for i, n in enumerate(prepared.lengths)]
 
 
-def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) -> list[tuple[list, list, list]]:
-    """Per row of ``logits`` ``[batch, vocab]``: its top and bottom ``k`` next tokens and the
-    ``extra`` ones, as prediction dicts; rank 1 = highest logit (tied tokens share the best rank
-    among them)."""
+def predictions(logits: torch.Tensor, extra: Sequence[Sequence[int]] | None = None, k: int = 10
+                ) -> list[tuple[list, list, list]]:
+    """Per row of ``logits`` ``[batch, vocab]``: its top and bottom ``k`` next tokens and its
+    ``extra`` ones (a list of token ids per row), as prediction dicts; rank 1 = highest logit (tied
+    tokens share the best rank among them)."""
     logits = logits.float()
     batch, vocab = logits.shape
     k = min(k, vocab)
@@ -269,7 +314,12 @@ def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) ->
     # every logit above a top-k logit is in the top k: 1 + the first position of its value
     top_ranks = (top_logits.unsqueeze(2) == top_logits.unsqueeze(1)).to(torch.uint8).argmax(2) + 1
     bottom_logits, bottom_ids = row_top_k(logits, k, largest=False)                   # ascending
-    extra_ids = torch.tensor(list(extra), dtype=torch.long).expand(batch, len(extra))
+    extra = [list(e) for e in extra] if extra is not None else [[] for _ in range(batch)]
+    if len(extra) != batch:
+        raise ValueError(f"{len(extra)} lists of extra tokens for {batch} rows of logits")
+    n_extra = max(map(len, extra), default=0)     # rows with fewer repeat their first (cut below)
+    extra_ids = torch.tensor([e + e[:1] * (n_extra - len(e)) if e else [0] * n_extra for e in extra],
+                             dtype=torch.long).reshape(batch, n_extra)
     extra_logits = logits.gather(1, extra_ids)
     # full counts only for the extra tokens and the bottom k's largest value (ties at that value
     # may reach beyond the bottom k; below it, every smaller-or-equal logit is in the bottom k)
@@ -287,9 +337,10 @@ def predictions(logits: torch.Tensor, extra: Sequence[int] = (), k: int = 10) ->
     probs = ((chosen - top1) - (logits - top1).exp().sum(-1, keepdim=True).log()).exp()
     tok = gpt2_tokenizer()
     out = []
-    for row_ids, row_logits, row_probs, row_ranks in zip(ids.tolist(), chosen.tolist(), probs.tolist(),
-                                                         ranks.tolist()):
+    for row_extra, row_ids, row_logits, row_probs, row_ranks in zip(extra, ids.tolist(), chosen.tolist(),
+                                                                    probs.tolist(), ranks.tolist()):
+        used = 2 * k + len(row_extra)
         preds = [{"token": s, "token_id": t, "logit": x, "prob": p, "rank": r}
-                 for s, t, x, p, r in zip(tok.token_strs(row_ids), row_ids, row_logits, row_probs, row_ranks)]
+                 for s, t, x, p, r in zip(tok.token_strs(row_ids[:used]), row_ids, row_logits, row_probs, row_ranks)]
         out.append((preds[:k], preds[k:2 * k], preds[2 * k:]))
     return out

@@ -95,16 +95,16 @@ def test_an_unexpected_failure_of_the_shared_pass_fails_only_the_request_that_ca
     # raises a RuntimeError) must not take the requests sharing its pass down with it.
     from mechscope.activation_server import attribution
 
-    real_answer = attribution._answer
+    real_answers = attribution._answers
 
-    def answer(request, t):
-        if request.top_k == 13:
+    def answers(shared):
+        if any(m.request.top_k == 13 for m in shared.members):
             raise RuntimeError("boom")
-        return real_answer(request, t)
+        return real_answers(shared)
 
     requests = [AttributionRequest(prompts=[PromptSpec(text=IOI)], loss=LOSS, top_k=k) for k in (4, 13, 6)]
     alone = [engine.attribute(requests[0]), None, engine.attribute(requests[2])]
-    monkeypatch.setattr(attribution, "_answer", answer)
+    monkeypatch.setattr(attribution, "_answers", answers)
     out = engine.attribute_many(requests)
     assert isinstance(out[1], RuntimeError) and str(out[1]) == "boom"
     assert_same_attribution(out[0], alone[0])
