@@ -44,7 +44,8 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
                                capture_output=True, text=True, timeout=120)
         assert bench.returncode == 0, bench.stderr
         lines = bench.stdout.strip().splitlines()
-        assert "p50 ms" in bench.stdout and len(lines) == 5 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
+        assert "p50 ms" in bench.stdout and len(lines) == 6 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
+        assert lines[-2].startswith("each round's p99(2) / p50(1): ")        # 2 requests: 2 rounds of 1
     assert "ready" in server.output() and "tok-7f3a9" not in server.output()
     assert "2 compute processes ready" in server.output()
 
