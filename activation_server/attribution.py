@@ -30,6 +30,7 @@ from mechscope.inference.interventions import OnRows
 
 from .errors import RequestError
 from .explained import Explained, logit_diff_constant, loss_explained, loss_token_ids, trace_explained
+from .json_floats import float32_list
 from .node_interventions import compile_interventions, validate_node
 from .node_table import Block, node_tables, predictions, token_summaries
 from .prompts import PreparedPrompts, check_loss, prepare_prompts
@@ -439,7 +440,7 @@ def _answers(shared: _SharedPass) -> list[dict]:
     extra = [loss_token_ids(m.request.loss) for m, r in zip(shared.members, rows) for _ in r]
     preds = predictions(shared.logits, extra)
     tables = node_tables(shared.blocks, prepared, [(r, m.request.top_k) for m, r in zip(shared.members, rows)])
-    scalars, bias_direct = shared.scalars.tolist(), shared.bias_direct.tolist()
+    scalars, bias_direct = float32_list(torch.stack([shared.scalars, shared.bias_direct]))
     answers = []
     for m, r, nodes in zip(shared.members, rows, tables):
         prompts = [{"tokens": tokens[i], "token_ids": prepared.token_ids[i], "loss": scalars[i],

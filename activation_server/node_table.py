@@ -22,6 +22,7 @@ import torch
 
 from mechscope.inference import gpt2_tokenizer
 
+from .json_floats import float32_list
 from .prompts import PreparedPrompts
 
 COLUMNS = ("activation", "write_magnitude", "direct_effect", "total_effect")
@@ -233,7 +234,7 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
     i_t, *where = torch.tensor(gather, dtype=torch.long).reshape(-1, 5).unbind(1)
     f_t = flat.flat_index(*where)
     picked_t = torch.stack([flat.columns[c][i_t, f_t] for c in COLUMNS] + [flat.attention_prob[i_t, f_t]], -1)
-    picked, missing = picked_t.tolist(), picked_t[:, :len(COLUMNS)].isnan().any(-1).tolist()
+    picked, missing = float32_list(picked_t), picked_t[:, :len(COLUMNS)].isnan().any(-1).tolist()
     tables = []
     for nodes, request_spots in zip(selected, located):
         rows = []
@@ -295,7 +296,8 @@ def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: 
         for target, (t, d) in parts.items():
             sums[target] += t
             direct[target] += d
-    columns = {**{t: v.tolist() for t, v in sums.items()}, **{f"direct_{t}": v.tolist() for t, v in direct.items()}}
+    names = [*sums, *(f"direct_{t}" for t in direct)]
+    columns = dict(zip(names, float32_list(torch.stack([*sums.values(), *direct.values()]))))
     return [[{"token": tokens[i][p], **{name: v[i][p] for name, v in columns.items()}} for p in range(n)]
             for i, n in enumerate(prepared.lengths)]
 
@@ -340,8 +342,9 @@ def predictions(logits: torch.Tensor, extra: Sequence[Sequence[int]] | None = No
     probs = ((chosen - top1) - (logits - top1).exp().sum(-1, keepdim=True).log()).exp()
     tok = gpt2_tokenizer()
     out = []
-    for row_extra, row_ids, row_logits, row_probs, row_ranks in zip(extra, ids.tolist(), chosen.tolist(),
-                                                                    probs.tolist(), ranks.tolist()):
+    chosen_logits, chosen_probs = float32_list(torch.stack([chosen, probs]))
+    for row_extra, row_ids, row_logits, row_probs, row_ranks in zip(extra, ids.tolist(), chosen_logits,
+                                                                    chosen_probs, ranks.tolist()):
         used = 2 * k + len(row_extra)
         preds = [{"token": s, "token_id": t, "logit": x, "prob": p, "rank": r}
                  for s, t, x, p, r in zip(tok.token_strs(row_ids[:used]), row_ids, row_logits, row_probs, row_ranks)]
