@@ -3,11 +3,13 @@
     mechscope serve &                                     # in another shell
     python scripts/bench/server.py --url http://127.0.0.1:8000 --concurrency 1 8
 
-Each request ablates a different MLP neuron (so the server's cache of identical requests does not
-answer it) on the IOI prompt and its corrupted twin, like the viewer's main view. Prints p50/p99
-latency and requests/s per concurrency level; 503s (server busy) are counted, not timed. Each
-client is its own process with its own connection, sending its next request when it has the
-answer to the last (a closed loop, like a person at the viewer, only faster).
+Each request ablates a different MLP neuron at one position (so the server's cache of identical
+requests does not answer it, in this run or the next) on the IOI prompt and its corrupted twin,
+like the viewer's main view. Prints p50/p99 latency and requests/s per concurrency level; 503s
+(server busy) are counted, not timed. Each client is its own process with its own connection,
+sending its next request when it has the answer to the last (a closed loop, like a person at the
+viewer, only faster). The client processes start once, before the first round: started per round,
+8 interpreters importing httpx took the server's cores for a second at the start of each round.
 
 The levels take turns (``--rounds``, default 5: 1 client, 8 clients, 1 client, ...), each round a
 share of the requests, and each level's figures pool its rounds: a machine whose speed drifts (a
@@ -19,7 +21,10 @@ Run it only when nothing else uses the cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import os
+import random
 import statistics
 import sys
 import time
@@ -31,8 +36,16 @@ IOI = "When Mary and John went to the store, John gave a drink to"
 IOI_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 
 
+ABLATED_POSITIONS = 14      # the IOI prompt's tokens after <|endoftext|>
+
+
 def attribution_body(i: int, n_layer: int, d_mlp: int, top_k: int) -> dict:
-    node = {"kind": "mlp_neuron", "layer": i % n_layer, "index": (i * 97) % d_mlp, "position": -1}
+    """The ``i``-th benchmark request: it zeroes one MLP neuron at one position, the ``i``-th of
+    n_layer × d_mlp × 14 (every one of them in turn: neighbours differ in layer, then neuron)."""
+    i %= n_layer * d_mlp * ABLATED_POSITIONS
+    layer, i = i % n_layer, i // n_layer
+    index, position = (i % d_mlp) * 97 % d_mlp, -1 - i // d_mlp     # 97 is prime: a permutation of the neurons
+    node = {"kind": "mlp_neuron", "layer": layer, "index": index, "position": position}
     return {"prompts": [{"text": IOI, "interventions": [{"node": node, "mode": "zero"}]}, {"text": IOI_CORRUPTED}],
             "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": top_k}
 
@@ -66,20 +79,37 @@ def _client(url: str, headers: dict, warmup: list[dict], bodies: list[dict], sta
     return latencies, busy, errors, began, time.time()
 
 
-def run_level(url: str, headers: dict, concurrency: int, n: int, warmup: int, offset: int, info: dict,
-              top_k: int) -> dict:
-    """``concurrency`` clients, each a separate process (as separate users are: clients that are
-    threads of one Python process would queue for its interpreter lock and add that wait to the
-    latencies they measure), sharing ``n`` timed requests after ``warmup`` untimed ones each:
-    the 200s' latencies (s), the 503 and error counts, and the wall time (s) of the timed requests."""
+def _client_pid(hold_s: float) -> int:
+    time.sleep(hold_s)        # busy, so that the other calls of the round reach the other processes
+    return os.getpid()
+
+
+def started_clients(stack: contextlib.ExitStack, concurrency: int) -> ProcessPoolExecutor:
+    """``concurrency`` client processes, started (interpreter up, httpx imported) before any round:
+    starting them is a few hundred ms of CPU each, which would otherwise fall into the first
+    requests of every round on the cores the server uses."""
+    pool = stack.enter_context(ProcessPoolExecutor(concurrency, mp_context=multiprocessing.get_context("spawn")))
+    seen: set[int] = set()
+    while len(seen) < concurrency:
+        seen |= {f.result() for f in [pool.submit(_client_pid, 0.05) for _ in range(concurrency)]}
+    return pool
+
+
+def run_level(clients: ProcessPoolExecutor, url: str, headers: dict, concurrency: int, n: int, warmup: int,
+              offset: int, info: dict, top_k: int) -> dict:
+    """``concurrency`` clients, each a separate process of ``clients`` (as separate users are:
+    clients that are threads of one Python process would queue for its interpreter lock and add
+    that wait to the latencies they measure), sharing ``n`` timed requests after ``warmup``
+    untimed ones each: the 200s' latencies (s), the 503 and error counts, and the wall time (s) of
+    the timed requests."""
     cfg = info["model"]
     bodies = [attribution_body(offset + i, cfg["n_layer"], cfg["d_mlp"], top_k) for i in range(n + concurrency * warmup)]
     warm, timed = bodies[n:], bodies[:n]
-    start_at = time.time() + 1.0 + 0.05 * concurrency
-    with ProcessPoolExecutor(concurrency, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_client, url, headers, warm[c * warmup:(c + 1) * warmup], timed[c::concurrency], start_at)
-                   for c in range(concurrency)]
-        results = [f.result() for f in futures]
+    start_at = time.time() + 0.2 + 0.02 * concurrency
+    # each client blocks until the round ends, so each of the idle processes takes one
+    futures = [clients.submit(_client, url, headers, warm[c * warmup:(c + 1) * warmup], timed[c::concurrency], start_at)
+               for c in range(concurrency)]
+    results = [f.result() for f in futures]
     return {"latencies": [x for r in results for x in r[0]], "busy_503": sum(r[1] for r in results),
             "errors": sum(r[2] for r in results), "wall_s": max(r[4] for r in results) - min(r[3] for r in results)}
 
@@ -114,15 +144,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(info['saes'])} SAEs")
     rounds = max(1, min(args.rounds, args.requests))
     runs: dict[int, list[dict]] = {c: [] for c in args.concurrency}
-    offset = 0
-    for round_ in range(rounds):
-        n = args.requests // rounds + (round_ < args.requests % rounds)
-        for c in args.concurrency:
-            runs[c].append(run_level(args.url, headers, c, n, args.warmup, offset, info, args.top_k))
-            offset += n + c * args.warmup
-        print(f"round {round_ + 1}/{rounds}: " + ", ".join(
-            f"{c} client(s) p50 {summary([r[-1]])['p50_ms']:.1f} p99 {summary([r[-1]])['p99_ms']:.1f} ms"
-            for c, r in runs.items()), file=sys.stderr, flush=True)
+    # a random start among the requests (28,672 on the organism): a second run against the same
+    # server must not get answers from its cache of identical requests
+    offset = random.randrange(1 << 40)
+    with contextlib.ExitStack() as stack:
+        clients = {c: started_clients(stack, c) for c in args.concurrency}
+        for round_ in range(rounds):
+            n = args.requests // rounds + (round_ < args.requests % rounds)
+            for c in args.concurrency:
+                runs[c].append(run_level(clients[c], args.url, headers, c, n, args.warmup, offset, info, args.top_k))
+                offset += n + c * args.warmup
+            print(f"round {round_ + 1}/{rounds}: " + ", ".join(
+                f"{c} client(s) p50 {summary([r[-1]])['p50_ms']:.1f} p99 {summary([r[-1]])['p99_ms']:.1f} ms"
+                for c, r in runs.items()), file=sys.stderr, flush=True)
     levels = {c: summary(r) for c, r in runs.items()}
     print(f"{'clients':>7} {'ok':>5} {'503':>5} {'err':>5} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>7}")
     for c, r in levels.items():
