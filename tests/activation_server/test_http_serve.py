@@ -46,6 +46,8 @@ def test_mechscope_serve_subprocess(small_checkpoint, tmp_path):
         lines = bench.stdout.strip().splitlines()
         assert "p50 ms" in bench.stdout and len(lines) == 6 and lines[-1].startswith("p99(2 clients) / p50(1 client) = ")
         assert lines[-2].startswith("each round's p99(2) / p50(1): ")        # 2 requests: 2 rounds of 1
+        for level in lines[2:4]:                     # clients, ok, 503, errors: every request answered
+            assert level.split()[1:4] == ["2", "0", "0"], level
     assert "ready" in server.output() and "tok-7f3a9" not in server.output()
     assert "2 compute processes ready" in server.output()
 
