@@ -40,9 +40,12 @@ class TopK(NamedTuple):
 def _first_best(x: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
     """``[rows, k]``: the indices of each row's ``k`` best elements, where values tie at the k-th
     best the lowest indices, in ascending index order."""
-    kth = x.topk(k, dim=1, largest=largest).values[:, -1:]
-    better = x > kth if largest else x < kth
+    top = x.topk(k, dim=1, largest=largest)
+    kth = top.values[:, -1:]
     tied = x == kth
+    if bool((tied.sum(1, keepdim=True) == (top.values == kth).sum(1, keepdim=True)).all()):
+        return top.indices.sort(dim=1).values     # no row has a tie across the k-th place: one answer
+    better = x > kth if largest else x < kth
     keep = better | (tied & (tied.cumsum(1) <= k - better.sum(1, keepdim=True)))
     return keep.nonzero()[:, 1].view(x.shape[0], k)
 

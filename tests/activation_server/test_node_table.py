@@ -160,11 +160,14 @@ def _rows_to_rank(rows: int, n: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("k", [1, 10, 20])
 def test_row_top_k_is_the_start_of_a_stable_sort(n, k):
     x = _rows_to_rank(5, n, seed=n + k)
-    for largest in (True, False):
-        got = row_top_k(x, k, largest)
-        want = torch.sort(x, dim=1, descending=largest, stable=True)     # ties: lower index first
-        assert torch.equal(got.values, want.values[:, :k])
-        assert torch.equal(got.indices, want.indices[:, :k])
+    # all rows at once, and each alone: a batch without ties across the k-th place (the Gaussian
+    # rows alone) takes top-k's own answer, one with such a tie anywhere the tie-breaking path
+    for rows in (x, *x.split(1)):
+        for largest in (True, False):
+            got = row_top_k(rows, k, largest)
+            want = torch.sort(rows, dim=1, descending=largest, stable=True)     # ties: lower index first
+            assert torch.equal(got.values, want.values[:, :k])
+            assert torch.equal(got.indices, want.indices[:, :k])
 
 
 @pytest.mark.parametrize("vocab", [300, 50257])     # 50257: GPT-2's vocabulary, the chunked top-k
