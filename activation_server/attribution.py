@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -37,6 +39,7 @@ from .prompts import PreparedPrompts, check_loss, prepare_prompts
 from .schemas import AttributionRequest, AttributionResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Capture:
@@ -411,16 +414,23 @@ def _shared_passes(engine, requests: list[AttributionRequest]
                     for members in groups.values()]
 
 
+def _per_request(engine, requests: list[AttributionRequest], results: Callable[[_SharedPass], list[T]]
+                 ) -> list[T | Exception]:
+    """``results`` of each shared pass (one per member), put back in the requests' order, with the
+    errors of requests with bad input in their slots."""
+    errors, passes = _shared_passes(engine, requests)
+    out: list[T | Exception | None] = [errors.get(i) for i in range(len(requests))]
+    for indices, shared in passes:
+        for i, result in zip(indices, results(shared)):
+            out[i] = result
+    return out  # type: ignore[return-value]
+
+
 def compute_node_tensors_many(engine, requests: list[AttributionRequest]) -> list[NodeTensors | Exception]:
     """Node tensors for several independent requests, sharing forward/backward passes where they can
     (same component choices, no trace). A request with bad input gets its error in its own slot; the
     others are unaffected. Each result equals the request's result alone up to float rounding."""
-    errors, passes = _shared_passes(engine, requests)
-    out: list[NodeTensors | Exception | None] = [errors.get(i) for i in range(len(requests))]
-    for indices, shared in passes:
-        for i, tensors in zip(indices, shared.node_tensors()):
-            out[i] = tensors
-    return out  # type: ignore[return-value]
+    return _per_request(engine, requests, _SharedPass.node_tensors)
 
 
 def compute_node_tensors(engine, request: AttributionRequest) -> NodeTensors:
@@ -454,7 +464,7 @@ def _answers(shared: _SharedPass) -> list[dict]:
 
 def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     """The answers to several independent requests (see :func:`compute_node_tensors_many`) as
-    :func:`_answer` data: what the server serializes straight to JSON. A request with bad input
+    :func:`_answers` data: what the server serializes straight to JSON. A request with bad input
     gets its error in its slot; if the shared work fails otherwise (a bug), each request is answered
     alone, so that only the one that causes it gets the error."""
     try:
@@ -473,12 +483,7 @@ def answers_many(engine, requests: list[AttributionRequest]) -> list[dict | Exce
 
 
 def _shared_answers(engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
-    errors, passes = _shared_passes(engine, requests)
-    out: list[dict | Exception | None] = [errors.get(i) for i in range(len(requests))]
-    for indices, shared in passes:
-        for i, answer in zip(indices, _answers(shared)):
-            out[i] = answer
-    return out  # type: ignore[return-value]
+    return _per_request(engine, requests, _answers)
 
 
 def attribute_many(engine, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:

@@ -171,7 +171,8 @@ Node = tuple[int, int, int, "int | None"]      # (block id, index, slot_q, slot_
 def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k: int) -> list[dict[int, list[Node]]]:
     """Per column, per prompt of ``prompts`` (rows of the batch): the column's top ``k`` then bottom
     ``k`` nodes on that prompt (top only for the write magnitude), best first."""
-    rows = None if prompts == list(range(prepared.batch)) else torch.tensor(prompts)
+    prompt = torch.tensor(prompts)
+    rows = None if prompts == list(range(prepared.batch)) else prompt
     ends, by_column = [], []
     # one column at a time: its [batch, nodes] stays in cache through the copies and top-k passes
     # (all four stacked do not, and each pass then goes to memory)
@@ -185,9 +186,9 @@ def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k:
         ends += column_ends
     found = torch.stack([e.values > -math.inf for e in ends]).tolist()
     bid, index, pos, key = flat.locate(torch.stack([e.indices for e in ends]))      # [ends, prompts, k]
-    slots, prompt = _slot_table(prepared), torch.tensor(prompts)[:, None]
-    slot_q = slots[prompt, pos]
-    slot_k = torch.where(key >= 0, slots[prompt, key.clamp(min=0)], 0)
+    slots = _slot_table(prepared)
+    slot_q = slots[prompt[:, None], pos]
+    slot_k = torch.where(key >= 0, slots[prompt[:, None], key.clamp(min=0)], 0)
     bid, index, slot_q, slot_k, has_key = (t.tolist() for t in (bid, index, slot_q, slot_k, key >= 0))
     return [{p: [(b, i, q, kk if with_key else None) for e in column
                  for b, i, q, kk, with_key, ok in zip(bid[e][r], index[e][r], slot_q[e][r], slot_k[e][r],

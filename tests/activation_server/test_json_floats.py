@@ -66,6 +66,6 @@ def test_zeros_infinities_and_nan_are_kept_and_shapes_too():
     assert float32_list(torch.tensor(3.25)) == 3.25
 
 
-def test_json_of_an_answer_shrinks():
+def test_json_of_gaussian_values_is_a_quarter_shorter():
     values = torch.randn(1000, generator=torch.Generator().manual_seed(2))
     assert len(json.dumps(float32_list(values))) < 0.75 * len(json.dumps(values.tolist()))
