@@ -9,7 +9,7 @@ like the viewer's main view. Prints p50/p99 latency and requests/s per concurren
 (server busy) are counted, not timed. Each client is its own process with its own connection,
 sending its next request when it has the answer to the last (a closed loop, like a person at the
 viewer, only faster). The client processes start once, before the first round: started per round,
-8 interpreters importing httpx took the server's cores for a second at the start of each round.
+8 interpreters starting up took the server's cores for a second at the start of each round.
 
 The levels take turns (``--rounds``, default 5: 1 client, 8 clients, 1 client, ...), each round a
 share of the requests, and each level's figures pool its rounds: a machine whose speed drifts (a
@@ -32,8 +32,6 @@ import sys
 import time
 import urllib.parse
 from concurrent.futures import ProcessPoolExecutor
-
-import httpx
 
 IOI = "When Mary and John went to the store, John gave a drink to"
 IOI_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -70,6 +68,20 @@ def _post(connection: http.client.HTTPConnection, path: str, body: dict, headers
     response = connection.getresponse()
     response.read()
     return response.status
+
+
+def server_info(url: str, headers: dict) -> dict:
+    """``GET /api/v1/info``; exits naming the status if the server refuses it (e.g. a wrong token)."""
+    connection = _connect(url, timeout_s=30)
+    try:
+        connection.request("GET", "/api/v1/info", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise SystemExit(f"{url}/api/v1/info answered {response.status}: {body[:200].decode(errors='replace')}")
+    return json.loads(body)
 
 
 def _client(url: str, headers: dict, warmup: list[dict], bodies: list[dict], start_at: float
@@ -110,7 +122,7 @@ def _client_pid(hold_s: float) -> int:
 
 
 def started_clients(stack: contextlib.ExitStack, concurrency: int) -> ProcessPoolExecutor:
-    """``concurrency`` client processes, started (interpreter up, httpx imported) before any round:
+    """``concurrency`` client processes, started (interpreter up, modules imported) before any round:
     starting them is a few hundred ms of CPU each, which would otherwise fall into the first
     requests of every round on the cores the server uses."""
     pool = stack.enter_context(ProcessPoolExecutor(concurrency, mp_context=multiprocessing.get_context("spawn")))
@@ -164,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                              "batching of concurrent clients settle; the 8 clients all start at the same instant)")
     args = parser.parse_args(argv)
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    info = httpx.get(f"{args.url}/api/v1/info", headers=headers, timeout=30).raise_for_status().json()
+    info = server_info(args.url, headers)
     print(f"model {info['model']['name']}: {info['model']['n_layer']} layers, d_model {info['model']['d_model']}; "
           f"{len(info['saes'])} SAEs")
     rounds = max(1, min(args.rounds, args.requests))
