@@ -38,6 +38,18 @@ class GPT2Config:
         return self.n_embd
 
     @property
+    def n_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def n_heads(self) -> int:
+        return self.n_head
+
+    @property
+    def d_vocab(self) -> int:
+        return self.vocab_size
+
+    @property
     def d_head(self) -> int:
         return self.n_embd // self.n_head
 
