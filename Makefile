@@ -12,7 +12,7 @@ VIEWER_SRC := $(shell find $(VIEWER)/src -type f 2>/dev/null) $(VIEWER)/index.ht
 
 .PHONY: serve test setup setup-dev viewer test-viewer
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so nothing pulls a CUDA build.
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from .api_models import (DatasetInfo, DetokenizeRequest, DetokenizeResult, GenerateRequest, GenerateResult, Health,
+from .server_schemas import (DatasetInfo, DetokenizeRequest, DetokenizeResult, GenerateRequest, GenerateResult, Health,
                          NodeActivationsRequest, NodeActivationsResult, NodePage, SaeInfo, ServerInfo,
                          TokenizeRequest, TokenizeResult, WriteTokensRequest)
 from .schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,

@@ -16,9 +16,9 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "neuron_viewer" / "ope
 
 
 def openapi_document() -> dict:
-    from mechscope.activation_server.app import create_app
-    from mechscope.activation_server.http_config import ServerConfig
-    from mechscope.activation_server.http_state import ServerState
+    from mechscope.activation_server.http.app import create_app
+    from mechscope.activation_server.http.config import ServerConfig
+    from mechscope.activation_server.http.state import ServerState
     return create_app(ServerState(), ServerConfig(viewer_dir=None)).openapi()
 
 

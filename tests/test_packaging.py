@@ -1,5 +1,6 @@
 """The built wheel installs our packages under mechscope.* only (never a top-level `datasets`,
-`inference` or `autoencoders`, which would overwrite other distributions in site-packages)."""
+`inference` or `autoencoders`, which would overwrite other distributions in site-packages), and
+every package of the source tree is in it."""
 
 import subprocess
 import sys
@@ -16,8 +17,12 @@ def test_wheel_file_list(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_levels = {n.split("/")[0] for n in names}
     assert top_levels == {"mechscope", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
-    for package in ("inference", "autoencoders", "datasets", "activation_server"):
-        assert f"mechscope/{package}/__init__.py" in names
+    # every package of the source tree (a folder with an __init__.py) is in the wheel, module for module
+    for folder in ("inference", "autoencoders", "datasets", "activation_server"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            package = init.parent
+            for module in package.glob("*.py"):
+                assert f"mechscope/{module.relative_to(ROOT).as_posix()}" in names, module
     assert "mechscope/inference/assets/gpt2_tokenizer/encoder.json" in names
     assert "mechscope/inference/assets/gpt2_tokenizer/vocab.bpe" in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)

@@ -31,8 +31,8 @@ SIZES = (1, 2, 4, 8)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mechscope.activation_server.engine_loading import EngineSpec, load_engine
-    from mechscope.activation_server.process_tuning import keep_freed_memory, settle_garbage_collector
+    from mechscope.activation_server.engine.loading import EngineSpec, load_engine
+    from mechscope.activation_server.http.process_tuning import keep_freed_memory, settle_garbage_collector
     from mechscope.activation_server.schemas import AttributionRequest
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -51,9 +51,9 @@ def forward_rate(model, batches, splices=()) -> float:  # type: ignore[no-untype
 def main() -> None:
     from mechscope.autoencoders import SAESplice
     from mechscope.datasets.node_dataset import NodeDataset
-    from mechscope.datasets.node_dataset_builder import NodeDatasetBuilder
-    from mechscope.datasets.node_dataset_corpus import TaskSuiteCorpus
-    from mechscope.datasets.node_dataset_state import BuildConfig
+    from mechscope.datasets.node_dataset.builder import NodeDatasetBuilder
+    from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
+    from mechscope.datasets.node_dataset.state import BuildConfig
     from mechscope.datasets.stores import LocalBlobStore
     from mechscope.inference import load_model
 

@@ -23,8 +23,8 @@ from timing import median_time  # scripts/bench/timing.py
 def main() -> None:
     from transformers import GPT2Config as HFConfig, GPT2LMHeadModel
 
-    from mechscope.activation_server.engine import Engine
-    from mechscope.activation_server.patching import patching_sweep
+    from mechscope.activation_server.engine.engine import Engine
+    from mechscope.activation_server.engine.patching import patching_sweep
     from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PatchingSweepRequest, PromptSpec
     from mechscope.inference import Patch, gpt2_tokenizer, load_model
 

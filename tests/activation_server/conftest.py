@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mechscope.activation_server.engine import Engine
+from mechscope.activation_server.engine.engine import Engine
 from mechscope.autoencoders import SAEConfig, SparseAutoencoder
 
 IOI = "When Mary and John went to the store, John gave a drink to"

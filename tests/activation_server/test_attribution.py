@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mechscope.activation_server.attribution import compute_node_tensors
+from mechscope.activation_server.engine.attribution import compute_node_tensors
 from mechscope.activation_server.errors import RequestError
 from mechscope.activation_server.schemas import (AttributionRequest, LossSpec, NodeIntervention, NodeRef, PromptSpec,
                                                  TraceSpec)
@@ -34,7 +34,7 @@ def test_direct_effects_sum_to_the_logit_difference(engine, mlp, attention):
 
 
 def test_closure_on_gpt2_small_shape(gpt2_small_shape_checkpoint):
-    from mechscope.activation_server.engine import Engine
+    from mechscope.activation_server.engine.engine import Engine
     from mechscope.inference import load_model
     eng = Engine(load_model(gpt2_small_shape_checkpoint[1]), reference_tokens=torch.zeros(1, 4, dtype=torch.long))
     t = compute_node_tensors(eng, _request(IOI))

@@ -93,7 +93,7 @@ def test_a_bad_request_is_an_error_in_its_json_slot(engine):
 def test_an_unexpected_failure_of_the_shared_pass_fails_only_the_request_that_causes_it(engine, monkeypatch):
     # A bug that one request triggers (here: building the answer of the request with top_k 13
     # raises a RuntimeError) must not take the requests sharing its pass down with it.
-    from mechscope.activation_server import attribution
+    from mechscope.activation_server.engine import attribution
 
     real_answers = attribution._answers
 

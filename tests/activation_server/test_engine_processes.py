@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from mechscope.activation_server.engine_loading import EngineSpec, load_engine
-from mechscope.activation_server.engine_processes import EngineProcesses, chunks_by_prompts
+from mechscope.activation_server.engine.loading import EngineSpec, load_engine
+from mechscope.activation_server.http.compute_processes import EngineProcesses, chunks_by_prompts
 from mechscope.activation_server.errors import RequestError
-from mechscope.activation_server.http_errors import NotReady
+from mechscope.activation_server.http.errors import NotReady
 from mechscope.activation_server.schemas import AttributionRequest, AttributionResult
 from tests.support.attribution_compare import assert_same_attribution
 from tests.support.http_fixtures import IOI, IOI_CORRUPTED, LOSS

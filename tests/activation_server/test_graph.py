@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mechscope.activation_server.graph import attribution_graph
+from mechscope.activation_server.engine.graph import attribution_graph
 from mechscope.activation_server.schemas import GraphRequest, LossSpec
 from mechscope.inference import gpt2_tokenizer
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from mechscope.activation_server.api_models import GenerateRequest, NodeActivationsRequest
+from mechscope.activation_server.server_schemas import GenerateRequest, NodeActivationsRequest
 from mechscope.activation_server.client import ApiError, Client
-from mechscope.activation_server.graph import attribution_graph
-from mechscope.activation_server.lens import logit_lens, write_tokens
-from mechscope.activation_server.patching import path_patching, patching_sweep
+from mechscope.activation_server.engine.graph import attribution_graph
+from mechscope.activation_server.engine.lens import logit_lens, write_tokens
+from mechscope.activation_server.engine.patching import path_patching, patching_sweep
 from mechscope.activation_server.schemas import (AttributionRequest, GraphRequest, LogitLensRequest, NodeRef,
                                                  PatchingSweepRequest, PathPatchingRequest)
 from tests.support.http_fixtures import (IOI, IOI_CORRUPTED, LOSS, N_LATENTS, PAGES, SAE_POINTS, http_engine,  # noqa: F401

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from mechscope.activation_server.http_coalescer import Coalescer
-from mechscope.activation_server.http_runner import ComputeRunner, Overloaded
+from mechscope.activation_server.http.coalescer import Coalescer
+from mechscope.activation_server.http.runner import ComputeRunner, Overloaded
 
 
 class Recorder:

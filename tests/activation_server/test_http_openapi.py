@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import (content_type_conformance, ignored_auth, missing_required_header, not_a_server_error,
                                  response_schema_conformance, status_code_conformance)
 
-from mechscope.activation_server.http_config import Limits
+from mechscope.activation_server.http.config import Limits
 from tests.support.http_fixtures import http_engine, make_app, node_datasets  # noqa: F401
 from tests.support.live_server import LiveServer
 

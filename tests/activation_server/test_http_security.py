@@ -8,9 +8,9 @@ import threading
 import httpx
 import pytest
 
-from mechscope.activation_server.app import create_app
-from mechscope.activation_server.http_config import Limits, ServerConfig
-from mechscope.activation_server.http_state import ServerState
+from mechscope.activation_server.http.app import create_app
+from mechscope.activation_server.http.config import Limits, ServerConfig
+from mechscope.activation_server.http.state import ServerState
 from mechscope.datasets.stores import LocalBlobStore
 from tests.support.http_fixtures import IOI, LOSS, http_engine, live, make_app, node_datasets  # noqa: F401
 from tests.support.json_node_dataset import JsonNodeDataset

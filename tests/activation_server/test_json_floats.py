@@ -9,7 +9,7 @@ import re
 import numpy as np
 import torch
 
-from mechscope.activation_server.json_floats import SIGNIFICANT_DIGITS, float32_list
+from mechscope.activation_server.engine.json_floats import SIGNIFICANT_DIGITS, float32_list
 
 
 def significant_digits(value: float) -> int:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mechscope.activation_server.node_table import COLUMNS, Block, node_table, node_tables, predictions, row_top_k
-from mechscope.activation_server.prompts import PreparedPrompts
+from mechscope.activation_server.engine.node_table import COLUMNS, Block, node_table, node_tables, predictions, row_top_k
+from mechscope.activation_server.engine.prompts import PreparedPrompts
 
 
 def as_float32(values: list[float]) -> list[float]:

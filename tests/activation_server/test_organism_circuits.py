@@ -4,8 +4,8 @@ estimates agree with real ablations."""
 import pytest
 import torch
 
-from mechscope.activation_server.attribution import compute_node_tensors
-from mechscope.activation_server.engine import Engine
+from mechscope.activation_server.engine.attribution import compute_node_tensors
+from mechscope.activation_server.engine.engine import Engine
 from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
 from mechscope.datasets.task_suite import TaskSuite
 from mechscope.inference import ZeroAblate, gpt2_tokenizer, load_model
@@ -37,7 +37,7 @@ def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
     The linear (attribution-patching) estimate is reported and guarded; integrated gradients is the
     estimator that meets the 0.8 target (the linear one misjudges heads whose removal changes later
     attention: the name movers' effect is not linear in their output)."""
-    from mechscope.activation_server.head_effects import (ablation_head_effects, integrated_gradient_head_effects,
+    from mechscope.activation_server.engine.head_effects import (ablation_head_effects, integrated_gradient_head_effects,
                                                           linear_head_effects)
     model = organism_engine.model
     cfg = model.cfg

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mechscope.activation_server.patching import path_patching, patching_sweep
+from mechscope.activation_server.engine.patching import path_patching, patching_sweep
 from mechscope.activation_server.schemas import LossSpec, PathPatchingRequest, PatchingSweepRequest
 from mechscope.inference import Patch, gpt2_tokenizer
 

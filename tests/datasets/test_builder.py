@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mechscope.datasets.node_dataset import NodeDataset
-from mechscope.datasets.node_dataset_builder import BuildMismatchError, build_node_dataset
-from mechscope.datasets.node_dataset_state import BuildConfig, row_uniforms
-from mechscope.datasets.node_records import DatasetIncompleteError, DatasetIntegrityError, UnknownNodeError
+from mechscope.datasets.node_dataset.builder import BuildMismatchError, build_node_dataset
+from mechscope.datasets.node_dataset.state import BuildConfig, row_uniforms
+from mechscope.datasets.node_dataset.records import DatasetIncompleteError, DatasetIntegrityError, UnknownNodeError
 from mechscope.datasets.stores import LocalBlobStore
 from mechscope.inference.errors import InvalidInputError
 

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import torch
 
-from mechscope.activation_server.cli_datasets import add_datasets_subcommands, copy_datasets
+from mechscope.activation_server.cli.datasets import add_datasets_subcommands, copy_datasets
 from mechscope.datasets.node_dataset import NodeDataset, TdbNodeDataset, export_tdb
-from mechscope.datasets.node_dataset_builder import build_node_dataset
+from mechscope.datasets.node_dataset.builder import build_node_dataset
 from mechscope.datasets.stores import (CONNECTION_STRING_ENV, AzureBlobStore, LocalBlobStore, RetryPolicy,
                                        StoreUnavailableError)
 from mechscope.datasets.tdb_records import TdbDataset

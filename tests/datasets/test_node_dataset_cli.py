@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-from mechscope.activation_server.cli_datasets import add_datasets_subcommands
+from mechscope.activation_server.cli.datasets import add_datasets_subcommands
 from mechscope.autoencoders import save_sae
 from mechscope.datasets.node_dataset import NodeDataset
-from mechscope.datasets.node_dataset_organism import ensure_organism_dataset
-from mechscope.datasets.node_dataset_state import BuildConfig
+from mechscope.datasets.node_dataset.organism import ensure_organism_dataset
+from mechscope.datasets.node_dataset.state import BuildConfig
 from mechscope.datasets.stores import LocalBlobStore
 from mechscope.datasets.tdb_records import TdbDataset
 from mechscope.inference import GPT2, GPT2Config, save_pretrained

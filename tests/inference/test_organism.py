@@ -52,7 +52,7 @@ def test_only_the_never_seen_tokens_share_an_unembedding(organism):
 
 
 def test_promoted_and_suppressed_tokens_skip_the_tied_never_seen_tokens(organism):
-    from mechscope.activation_server.lens import write_tokens
+    from mechscope.activation_server.engine.lens import write_tokens
     from mechscope.activation_server.schemas import NodeRef
     from mechscope.inference.vocabulary import shared_unembedding_mask
     shared = shared_unembedding_mask(organism)

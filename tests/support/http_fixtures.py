@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechscope.activation_server.app import create_app
-from mechscope.activation_server.http_config import ServerConfig
-from mechscope.activation_server.http_state import ServerState
+from mechscope.activation_server.http.app import create_app
+from mechscope.activation_server.http.config import ServerConfig
+from mechscope.activation_server.http.state import ServerState
 from mechscope.autoencoders import SAEConfig, SparseAutoencoder
 from mechscope.datasets.stores import LocalBlobStore
 
@@ -34,7 +34,7 @@ def random_sae(point: str, d_in: int, seed: int) -> SparseAutoencoder:
 
 @pytest.fixture(scope="session")
 def http_engine(small_model):
-    from mechscope.activation_server.engine import Engine
+    from mechscope.activation_server.engine.engine import Engine
     d = small_model.cfg.n_embd
     return Engine(small_model, [random_sae(p, d, seed) for seed, p in enumerate(SAE_POINTS)])
 

@@ -6,11 +6,11 @@ import torch
 
 from mechscope.inference import gpt2_tokenizer
 
-from .errors import RequestError
-from .node_interventions import validate_node
+from ..errors import RequestError
+from .interventions import validate_node
 from .node_table import predictions
 from .prompts import prepare_prompts, single_token_ids
-from .schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, PromptSpec, TokenEffect,
+from ..schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, PromptSpec, TokenEffect,
                       WriteTokensResult)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .node_dataset_builder import NodeDatasetBuilder
-from .node_dataset_corpus import TaskSuiteCorpus
-from .node_dataset_state import BuildConfig
-from .node_records import MANIFEST_KEY
-from .stores import LocalBlobStore
+from .builder import NodeDatasetBuilder
+from .corpus import TaskSuiteCorpus
+from .state import BuildConfig
+from .records import MANIFEST_KEY
+from ..stores import LocalBlobStore
 
 DEFAULT_ORGANISM_ROWS = 3000
 ORGANISM_CORPUS_SEED = 0

@@ -22,9 +22,9 @@ DEFAULT_OUT = "data/datasets"
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from mechscope.autoencoders import load_sae
-    from mechscope.datasets.node_dataset_builder import NodeDatasetBuilder
-    from mechscope.datasets.node_dataset_corpus import TaskSuiteCorpus
-    from mechscope.datasets.node_dataset_state import BuildConfig
+    from mechscope.datasets.node_dataset.builder import NodeDatasetBuilder
+    from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
+    from mechscope.datasets.node_dataset.state import BuildConfig
     from mechscope.datasets.stores import open_store
     from mechscope.inference import load_model
 
@@ -64,7 +64,7 @@ def _summary(manifest: dict) -> str:
 
 def find_datasets(store, prefix: str = "") -> list[str]:  # type: ignore[no-untyped-def]
     """Prefixes of the committed node datasets in ``store`` (keys ending in manifest.json)."""
-    from mechscope.datasets.node_records import MANIFEST_KEY
+    from mechscope.datasets.node_dataset.records import MANIFEST_KEY
     found = []
     for key in store.list(prefix):
         if key == MANIFEST_KEY or key.endswith("/" + MANIFEST_KEY):
@@ -75,7 +75,7 @@ def find_datasets(store, prefix: str = "") -> list[str]:  # type: ignore[no-unty
 def copy_datasets(src, dst, prefix: str = "", *, progress: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
     """Copy every committed dataset under ``prefix``: its blobs first, its manifest last, so an
     interrupted copy never leaves a manifest pointing at missing blobs (run it again to finish)."""
-    from mechscope.datasets.node_records import MANIFEST_KEY, NodeDatasetError
+    from mechscope.datasets.node_dataset.records import MANIFEST_KEY, NodeDatasetError
     from mechscope.datasets.stores import copy_tree, join_key
     datasets = find_datasets(src, prefix)
     if not datasets:
@@ -101,7 +101,7 @@ def _cmd_copy(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from mechscope.datasets.node_dataset import NodeDataset
-    from mechscope.datasets.node_records import NodeDatasetError
+    from mechscope.datasets.node_dataset.records import NodeDatasetError
     from mechscope.datasets.stores import open_store
     store = open_store(args.store)
     datasets = find_datasets(store, args.prefix or "")
@@ -126,7 +126,7 @@ def _cmd_export_tdb(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensure_organism(args: argparse.Namespace) -> int:
-    from mechscope.datasets.node_dataset_organism import ensure_organism_dataset
+    from mechscope.datasets.node_dataset.organism import ensure_organism_dataset
     try:
         from mechscope.autoencoders.organism_saes import load_organism_saes
         saes = load_organism_saes()

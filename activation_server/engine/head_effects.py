@@ -19,8 +19,8 @@ import torch
 from mechscope.inference import MaskedPatch
 
 from .attribution import compute_node_tensors
-from .explained import loss_scalar
-from .schemas import AttributionRequest
+from .objective import loss_scalar
+from ..schemas import AttributionRequest
 
 ROWS_PER_PASS = 128
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import RequestError
+from ..errors import RequestError
 from .prompts import PreparedPrompts, single_token_ids
-from .schemas import LossSpec, NodeRef, TraceSpec
+from ..schemas import LossSpec, NodeRef, TraceSpec
 
 
 def _detach(x, ctx):

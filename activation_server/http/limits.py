@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from mechscope.inference import gpt2_tokenizer
 
-from .api_models import GenerateRequest, NodeActivationsRequest, WriteTokensRequest
-from .http_config import Limits
-from .http_errors import LimitExceeded
-from .prompts import check_loss
-from .schemas import (AttributionRequest, GraphRequest, LogitLensRequest, PatchingSweepRequest, PathPatchingRequest)
+from ..server_schemas import GenerateRequest, NodeActivationsRequest, WriteTokensRequest
+from .config import Limits
+from .errors import LimitExceeded
+from ..engine.prompts import check_loss
+from ..schemas import (AttributionRequest, GraphRequest, LogitLensRequest, PatchingSweepRequest, PathPatchingRequest)
 
 
 class LimitChecker:

@@ -21,12 +21,12 @@ import numpy as np
 
 from mechscope.inference.tokenizer import Tokenizer, gpt2_tokenizer
 
-from .node_records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_NEURON, NODE_KINDS, SAE_LATENT,
+from .records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_NEURON, NODE_KINDS, SAE_LATENT,
                            DatasetIncompleteError, DatasetIntegrityError, ExampleWindow, Histogram, NodeDatasetError,
                            NodePageData, NodeStats, TokenEffect, UnknownNodeError, crc32, decode_index,
                            decode_record)
-from .stores import BlobNotFoundError, BlobStore, join_key
-from .tdb_records import ActivationRecord, NeuronRecord, TdbDataset
+from ..stores import BlobNotFoundError, BlobStore, join_key
+from ..tdb_records import ActivationRecord, NeuronRecord, TdbDataset
 
 
 class NodeDataset:
@@ -233,7 +233,7 @@ def page_from_tdb_record(record: NeuronRecord, kind: str, *, token_pair: bool, s
 
     def window(r: ActivationRecord) -> ExampleWindow:
         if token_pair:
-            from .tdb_records import token_pair_rows
+            from ..tdb_records import token_pair_rows
             per_token = [max(row) if row else 0.0 for row in token_pair_rows(r)]
             pairs = list(r.activations)
         else:

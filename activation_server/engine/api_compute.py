@@ -9,12 +9,12 @@ import torch
 
 from mechscope.inference import AddVector, ZeroAblate, gpt2_tokenizer
 
-from .api_models import (Completion, ComponentRef, DetokenizeRequest, DetokenizeResult, GenerateRequest, GenerateResult,
+from ..server_schemas import (Completion, ComponentRef, DetokenizeRequest, DetokenizeResult, GenerateRequest, GenerateResult,
                          GenerationIntervention, ModelInfo, NodeActivationsRequest, NodeActivationsResult,
                          PromptActivations, SaeInfo, TokenizeRequest, TokenizeResult)
-from .errors import RequestError
-from .node_interventions import validate_node
-from .schemas import NodeRef
+from ..errors import RequestError
+from .interventions import validate_node
+from ..schemas import NodeRef
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 

@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-prepend-bos", dest="prepend_bos", action="store_false",
                      help="do not start the prompt with <|endoftext|> (by default it does, as in training)")
     run.set_defaults(func=_cmd_run)
-    from .cli_datasets import add_datasets_subcommands
+    from .datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)
-    from .serve import add_serve_subcommand
+    from ..http.serve import add_serve_subcommand
     add_serve_subcommand(sub)
     return parser
 
@@ -56,7 +56,3 @@ def main(argv: list[str] | None = None) -> int:
     except MechscopeError as e:
         print(f"mechscope: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

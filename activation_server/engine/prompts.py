@@ -11,8 +11,8 @@ import torch
 from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.tokenizer import pad_token_rows
 
-from .errors import RequestError
-from .schemas import Alignment, LossSpec, PromptSpec
+from ..errors import RequestError
+from ..schemas import Alignment, LossSpec, PromptSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from mechscope.inference.errors import InvalidInputError, MechscopeError
 
-from .http_runner import Overloaded
+from .runner import Overloaded
 
 log = logging.getLogger("mechscope.server")
 

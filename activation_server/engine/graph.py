@@ -21,7 +21,7 @@ from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.hooks import HookContext
 
 from .attribution import compute_node_tensors
-from .schemas import (AttributionRequest, GraphEdge, GraphNode, GraphRequest, GraphResult, PromptSpec)
+from ..schemas import (AttributionRequest, GraphEdge, GraphNode, GraphRequest, GraphResult, PromptSpec)
 
 
 @dataclasses.dataclass(frozen=True)

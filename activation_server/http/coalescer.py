@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from .http_runner import ComputeRunner, Overloaded
+from .runner import ComputeRunner, Overloaded
 
 Item = TypeVar("Item")
 

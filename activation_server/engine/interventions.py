@@ -21,9 +21,9 @@ import torch
 from mechscope.inference import MeanAblate, Patch, ResampleAblate, ZeroAblate
 from mechscope.inference.interventions import Intervention
 
-from .errors import RequestError
+from ..errors import RequestError
 from .prompts import PreparedPrompts
-from .schemas import NodeIntervention, NodeRef
+from ..schemas import NodeIntervention, NodeRef
 
 
 def node_hook(node: NodeRef) -> str:

@@ -36,7 +36,7 @@ import torch
 
 from mechscope.inference.errors import InvalidInputError
 
-from .node_records import lower_triangle_size
+from .records import lower_triangle_size
 
 # Given example positions (batch row b, node n, window start s), the token-pair write-norm matrix of
 # each window ([M, window(window+1)/2]) — only heads have one.
@@ -82,7 +82,7 @@ class BuildConfig:
         if self.window_after >= self.window:
             raise InvalidInputError(f"window_after={self.window_after} must be smaller than window={self.window}",
                                     field="window_after")
-        from .node_records import NODE_KINDS
+        from .records import NODE_KINDS
         unknown = [k for k in self.kinds if k not in NODE_KINDS]
         if unknown or not self.kinds:
             raise InvalidInputError(f"kinds must be a non-empty subset of {list(NODE_KINDS)}, got {list(self.kinds)}",

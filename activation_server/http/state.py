@@ -8,8 +8,8 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from .api_datasets import NodeDatasetSource
-from .http_errors import NotReady
+from .node_datasets import NodeDatasetSource
+from .errors import NotReady
 
 log = logging.getLogger("mechscope.server")
 

@@ -51,7 +51,7 @@ class TaskSuiteCorpus:
     """Training rows of :class:`~mechscope.datasets.task_suite.TaskSuite` (generated on demand)."""
 
     def __init__(self, seed: int = 0, num_rows: int = 3000, first_row: int = 0, n_ctx: int = 128):
-        from .task_suite import TaskSuite
+        from ..task_suite import TaskSuite
         if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
             raise InvalidInputError(f"num_rows must be a positive integer, got {num_rows!r}", field="num_rows")
         self.suite = TaskSuite(seed, n_ctx=n_ctx)

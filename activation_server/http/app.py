@@ -19,21 +19,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from . import api_compute
-from .api_datasets import accepts_hook_point, describe, to_json
-from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, DetokenizeResult, GenerateRequest,
+from ..engine import api_compute
+from .node_datasets import accepts_hook_point, describe, to_json
+from ..server_schemas import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, DetokenizeResult, GenerateRequest,
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
                          NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
-from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
-from .http_errors import NodeNotFound, install_error_handlers
-from .http_coalescer import Coalescer
-from .http_limits import LimitChecker
-from .http_runner import ComputeRunner, ResultCache
-from .http_security import BodySizeLimit, make_auth_dependency
-from .http_state import ServerState
-from .http_viewer import mount_viewer
-from .schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,
+from .config import LOCALHOST_ORIGIN_REGEX, ServerConfig
+from .errors import NodeNotFound, install_error_handlers
+from .coalescer import Coalescer
+from .limits import LimitChecker
+from .runner import ComputeRunner, ResultCache
+from .security import BodySizeLimit, make_auth_dependency
+from .state import ServerState
+from .viewer import mount_viewer
+from ..schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,
                       LogitLensResult, PatchingSweepRequest, PatchingSweepResult, PathPatchingRequest,
                       PathPatchingResult, WriteTokensResult)
 
@@ -219,30 +219,30 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     async def patching_sweep(request: PatchingSweepRequest) -> Response:
         """Activation patching from the clean into the corrupted prompt, per component (× position).
         Cells where clean and corrupted losses are equal are null."""
-        from .patching import patching_sweep as run
+        from ..engine.patching import patching_sweep as run
         return await compute("patching/sweep", request, lambda c: c.sweep(request), lambda e: run(e.model, request))
 
     @api.post("/patching/path", response_model=PathPatchingResult, tags=["debugger"])
     async def patching_path(request: PathPatchingRequest) -> Response:
         """Exact path patching from sender heads through receiver heads' q/k/v inputs."""
-        from .patching import path_patching as run
+        from ..engine.patching import path_patching as run
         return await compute("patching/path", request, lambda c: c.path(request), lambda e: run(e.model, request))
 
     @api.post("/graph", response_model=GraphResult, tags=["debugger"])
     async def graph(request: GraphRequest) -> Response:
         """Attribution graph: the top nodes for the loss and the weighted edges between them."""
-        from .graph import attribution_graph
+        from ..engine.graph import attribution_graph
         return await compute("graph", request, lambda c: c.graph(request), lambda e: attribution_graph(e, request))
 
     @api.post("/logit-lens", response_model=LogitLensResult, tags=["debugger"])
     async def logit_lens(request: LogitLensRequest) -> Response:
-        from .lens import logit_lens as run
+        from ..engine.lens import logit_lens as run
         return await compute("logit-lens", request, lambda c: c.logit_lens(request), lambda e: run(e.model, request))
 
     @api.post("/write-tokens", response_model=WriteTokensResult, tags=["debugger"])
     async def write_tokens(request: WriteTokensRequest) -> Response:
         """Tokens a neuron's or latent's write direction promotes and suppresses."""
-        from .lens import write_tokens as run
+        from ..engine.lens import write_tokens as run
         return await compute("write-tokens", request, lambda c: c.write_tokens(request),
                              lambda e: run(e.model, e.saes, request.node, request.k, e.shared_unembedding_tokens))
 

@@ -30,13 +30,13 @@ from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.hooks import HookContext
 from mechscope.inference.interventions import OnRows
 
-from .errors import RequestError
-from .explained import Explained, logit_diff_constant, loss_explained, loss_token_ids, trace_explained
+from ..errors import RequestError
+from .objective import Explained, logit_diff_constant, loss_explained, loss_token_ids, trace_explained
 from .json_floats import float32_list
-from .node_interventions import compile_interventions, validate_node
+from .interventions import compile_interventions, validate_node
 from .node_table import Block, node_tables, predictions, token_summaries
 from .prompts import PreparedPrompts, check_loss, prepare_prompts
-from .schemas import AttributionRequest, AttributionResult
+from ..schemas import AttributionRequest, AttributionResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -515,7 +515,7 @@ def _downstream_gradient(engine, request, prepared, interventions, loss_expl):
         if down.layer < layer:
             raise RequestError(f"the downstream node (layer {down.layer}) is before the head (layer {layer})",
                                field="trace.downstream.layer")
-        from .schemas import TraceSpec
+        from ..schemas import TraceSpec
         target = trace_explained(engine.model, prepared, TraceSpec(node=down, through="pre"))
 
     hook = f"blocks.{layer}.hook_attn_out"

@@ -16,7 +16,7 @@ import torch
 
 from mechscope.inference import GPT2, gpt2_tokenizer
 
-from .schemas import AttributionRequest, AttributionResult
+from ..schemas import AttributionRequest, AttributionResult
 
 
 class Engine:

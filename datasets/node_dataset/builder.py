@@ -1,8 +1,8 @@
 """Build a node dataset: stream a corpus through a model (SAEs spliced in) and store, for every MLP
 neuron, attention head and SAE latent, its top examples, samples, statistics and token effects.
 
-    from mechscope.datasets.node_dataset_builder import build_node_dataset, BuildConfig
-    from mechscope.datasets.node_dataset_corpus import TaskSuiteCorpus
+    from mechscope.datasets.node_dataset.builder import build_node_dataset, BuildConfig
+    from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
     manifest = build_node_dataset(model, TaskSuiteCorpus(rows=3000), LocalBlobStore("data"), "organism",
                                   saes=[sae], config=BuildConfig())
 
@@ -51,12 +51,12 @@ from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.hooks import layer_of
 from mechscope.inference.vocabulary import shared_unembedding_mask
 
-from .node_dataset_corpus import Corpus, as_corpus
-from .node_dataset_effects import sae_write_vectors, token_effects
-from .node_dataset_state import BuildConfig, GroupState, SharedSample
-from .node_records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_NEURON, SAE_LATENT, SHARED_KEY,
+from .corpus import Corpus, as_corpus
+from .effects import sae_write_vectors, token_effects
+from .state import BuildConfig, GroupState, SharedSample
+from .records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_NEURON, SAE_LATENT, SHARED_KEY,
                            DatasetIntegrityError, crc32, encode_index, encode_record, group_name, shard_keys)
-from .stores import BlobStore, join_key
+from ..stores import BlobStore, join_key
 
 BUILD_DIR = "_build"
 CHECKPOINT_KEY = f"{BUILD_DIR}/checkpoint.json"

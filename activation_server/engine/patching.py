@@ -10,10 +10,10 @@ import torch
 
 from mechscope.inference import MaskedPatch, Patch, gpt2_tokenizer
 
-from .errors import RequestError
-from .explained import loss_scalar
+from ..errors import RequestError
+from .objective import loss_scalar
 from .prompts import check_loss, prepare_prompts
-from .schemas import (LossSpec, PathPatchingRequest, PathPatchingResult, PatchingSweepRequest, PatchingSweepResult,
+from ..schemas import (LossSpec, PathPatchingRequest, PathPatchingResult, PatchingSweepRequest, PatchingSweepResult,
                       PromptSpec)
 
 CHUNK_ROWS = 64

@@ -29,9 +29,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from mechscope.inference.errors import MechscopeError
 
-from .engine_loading import EngineSpec, load_engine
-from .http_errors import NotReady
-from .schemas import AttributionRequest
+from ..engine.loading import EngineSpec, load_engine
+from .errors import NotReady
+from ..schemas import AttributionRequest
 
 log = logging.getLogger("mechscope.server")
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from mechscope.inference.errors import InvalidInputError
 
-from .engine_loading import EngineSpec, load_engine
-from .http_config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
+from ..engine.loading import EngineSpec, load_engine
+from .config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
 from .process_tuning import keep_freed_memory, settle_garbage_collector
 
 log = logging.getLogger("mechscope.server")
@@ -122,7 +122,7 @@ def engine_spec(args: argparse.Namespace) -> EngineSpec:
 
 
 def load_datasets(args: argparse.Namespace) -> dict:
-    from .api_datasets import dataset_name, open_node_dataset
+    from .node_datasets import dataset_name, open_node_dataset
     specs = args.datasets if args.datasets is not None else _env_list(args._serve_env, "MECHSCOPE_DATASETS")
     explicit = bool(specs)
     if not specs and args.model == "organism":
@@ -148,7 +148,7 @@ def build_loader(args: argparse.Namespace):
         datasets = load_datasets(args)
         processes = None
         if args.compute_processes > 0:
-            from .engine_processes import EngineProcesses
+            from .compute_processes import EngineProcesses
             threads = cores_each(args.compute_processes * args.processes)
             log.info("starting %d compute processes (%d torch threads each)", args.compute_processes, threads)
             processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
@@ -185,7 +185,7 @@ def _is_loopback(host: str) -> bool:
 def build_app(args: argparse.Namespace):
     """The app of one server process: its engine loads in the background (see /readyz)."""
     from .app import create_app
-    from .http_state import ServerState
+    from .state import ServerState
 
     config = config_from_args(args)
     threads = set_torch_threads(config.workers * args.processes)
