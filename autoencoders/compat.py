@@ -8,7 +8,7 @@ from mechscope.inference.errors import InvalidInputError
 
 from .config import SAEConfig, WeightProcessing
 from .errors import SAEIncompatibleError
-from .hook_points import RESIDUAL_WRITING_HOOKS, hook_point_width, parse_hook_point
+from .hook_points import RESIDUAL_WRITING_HOOKS, hook_point_width, mlp_width, parse_hook_point
 
 
 def check_compatible(
@@ -18,8 +18,8 @@ def check_compatible(
 ) -> None:
     """Raise :class:`SAEIncompatibleError` unless ``sae`` fits a model of ``model_config``.
 
-    ``sae``: a SparseAutoencoder or an SAEConfig. ``model_config``: any object with ``n_embd``,
-    ``n_layer`` and ``n_inner`` (None or absent -> 4 * n_embd). ``weight_processing``: the model's
+    ``sae``: a SparseAutoencoder or an SAEConfig. ``model_config``: any object with ``d_model``,
+    ``n_layers`` and ``d_mlp`` (None or absent -> 4 * d_model), such as the model's ``cfg``. ``weight_processing``: the model's
     processing (WeightProcessing or dict such as ``{"center_writing_weights": False, "fold_ln":
     False}``; None = unprocessed).
 
@@ -42,17 +42,17 @@ def check_compatible(
     except InvalidInputError as err:
         raise SAEIncompatibleError(f"SAE hook point: {err}") from None
 
-    n_layer = int(model_config.n_layer)
-    if hook.layer is not None and not 0 <= hook.layer < n_layer:
+    n_layers = int(model_config.n_layers)
+    if hook.layer is not None and not 0 <= hook.layer < n_layers:
         raise SAEIncompatibleError(
             f"SAE hook point {hook.name!r} is at layer {hook.layer}, but the model has only "
-            f"{n_layer} layers (0..{n_layer - 1})"
+            f"{n_layers} layers (0..{n_layers - 1})"
         )
     width = hook_point_width(hook, model_config)
     if config.d_in != width:
         raise SAEIncompatibleError(
             f"SAE d_in={config.d_in} does not match the width {width} of hook point {hook.name!r} "
-            f"(model n_embd={model_config.n_embd}, n_inner={getattr(model_config, 'n_inner', None)})"
+            f"(model d_model={model_config.d_model}, d_mlp={mlp_width(model_config)})"
         )
 
     expected = config.expected_weight_processing

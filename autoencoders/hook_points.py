@@ -16,12 +16,12 @@ D_MODEL_BLOCK_HOOKS = (
     "hook_mlp_out",
     "ln1.hook_normalized",
     "ln2.hook_normalized",
-    "attn.hook_z",  # heads flattened: n_head * d_head == d_model
+    "attn.hook_z",  # heads flattened: n_heads * d_head == d_model
 )
 """Per-block hooks whose width is d_model."""
 
 D_MLP_BLOCK_HOOKS = ("mlp.hook_pre", "mlp.hook_post")
-"""Per-block hooks whose width is the MLP width (n_inner, default 4 * d_model)."""
+"""Per-block hooks whose width is the MLP width (d_mlp, default 4 * d_model)."""
 
 D_MODEL_GLOBAL_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized")
 
@@ -80,15 +80,15 @@ def parse_hook_point(name: str) -> HookPoint:
 
 
 def mlp_width(model_config: Any) -> int:
-    n_inner = getattr(model_config, "n_inner", None)
-    return int(n_inner) if n_inner is not None else 4 * int(model_config.n_embd)
+    d_mlp = getattr(model_config, "d_mlp", None)
+    return int(d_mlp) if d_mlp is not None else 4 * int(model_config.d_model)
 
 
 def hook_point_width(hook: HookPoint, model_config: Any) -> int:
-    """Width of the activation at ``hook`` for a GPT-2-like model (n_embd, n_inner)."""
+    """Width of the activation at ``hook`` for a GPT-2-like model (d_model, d_mlp)."""
     if hook.suffix in D_MLP_BLOCK_HOOKS:
         return mlp_width(model_config)
-    return int(model_config.n_embd)
+    return int(model_config.d_model)
 
 
 def openai_hook_point(location: str, layer: int) -> str:

@@ -14,52 +14,34 @@ SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu")
 
 @dataclasses.dataclass(frozen=True)
 class GPT2Config:
-    """The hyper-parameters of a GPT-2 model (names follow HF ``GPT2Config``)."""
+    """The hyper-parameters of a GPT-2 model, named as in TransformerLens (Hugging Face's names —
+    n_layer, n_head, n_embd, n_positions, n_inner, ... — appear only in :meth:`from_hf_dict` and
+    :meth:`to_hf_dict`, at the checkpoint boundary)."""
 
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    n_positions: int = 1024
-    vocab_size: int = 50257
-    n_inner: int | None = None
-    layer_norm_epsilon: float = 1e-5
-    activation_function: str = "gelu_new"
+    n_layers: int = 12
+    n_heads: int = 12
+    d_model: int = 768
+    n_ctx: int = 1024
+    d_vocab: int = 50257
+    d_mlp: int | None = None
+    """MLP width; None means 4 * d_model (filled in at construction)"""
+    eps: float = 1e-5
+    """LayerNorm epsilon"""
+    act_fn: str = "gelu_new"
     name: str = "gpt2"
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise CheckpointError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.activation_function not in SUPPORTED_ACTIVATIONS:
-            raise CheckpointError(f"activation_function {self.activation_function!r} is not supported; "
+        if self.d_model % self.n_heads:
+            raise CheckpointError(f"d_model={self.d_model} (n_embd) is not divisible by n_heads={self.n_heads} (n_head)")
+        if self.act_fn not in SUPPORTED_ACTIVATIONS:
+            raise CheckpointError(f"activation_function {self.act_fn!r} is not supported; "
                                   f"expected one of {SUPPORTED_ACTIVATIONS}")
-
-    @property
-    def d_model(self) -> int:
-        return self.n_embd
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def n_heads(self) -> int:
-        return self.n_head
-
-    @property
-    def d_vocab(self) -> int:
-        return self.vocab_size
+        if self.d_mlp is None:
+            object.__setattr__(self, "d_mlp", 4 * self.d_model)
 
     @property
     def d_head(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def d_mlp(self) -> int:
-        return self.n_inner or 4 * self.n_embd
-
-    @property
-    def n_ctx(self) -> int:
-        return self.n_positions
+        return self.d_model // self.n_heads
 
     # --- HF config.json ---------------------------------------------------------------------------
     @classmethod
@@ -76,11 +58,11 @@ class GPT2Config:
             raise CheckpointError("config.json sets tie_word_embeddings=false; mechscope's GPT-2 ties lm_head to wte")
         try:
             return cls(
-                n_layer=int(d["n_layer"]), n_head=int(d["n_head"]), n_embd=int(d["n_embd"]),
-                n_positions=int(d.get("n_positions", d.get("n_ctx", 1024))),
-                vocab_size=int(d.get("vocab_size", 50257)), n_inner=d.get("n_inner"),
-                layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)),
-                activation_function=d.get("activation_function", "gelu_new"),
+                n_layers=int(d["n_layer"]), n_heads=int(d["n_head"]), d_model=int(d["n_embd"]),
+                n_ctx=int(d.get("n_positions", d.get("n_ctx", 1024))),
+                d_vocab=int(d.get("vocab_size", 50257)), d_mlp=d.get("n_inner"),
+                eps=float(d.get("layer_norm_epsilon", 1e-5)),
+                act_fn=d.get("activation_function", "gelu_new"),
                 name=name or d.get("_name_or_path") or "gpt2",
             )
         except KeyError as e:
@@ -89,10 +71,10 @@ class GPT2Config:
     def to_hf_dict(self) -> dict[str, Any]:
         return {
             "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
-            "n_layer": self.n_layer, "n_head": self.n_head, "n_embd": self.n_embd,
-            "n_positions": self.n_positions, "n_ctx": self.n_positions, "vocab_size": self.vocab_size,
-            "n_inner": self.n_inner, "layer_norm_epsilon": self.layer_norm_epsilon,
-            "activation_function": self.activation_function, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+            "n_layer": self.n_layers, "n_head": self.n_heads, "n_embd": self.d_model,
+            "n_positions": self.n_ctx, "n_ctx": self.n_ctx, "vocab_size": self.d_vocab,
+            "n_inner": None if self.d_mlp == 4 * self.d_model else self.d_mlp, "layer_norm_epsilon": self.eps,
+            "activation_function": self.act_fn, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
             "attn_pdrop": 0.0, "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": True,
             "scale_attn_weights": True, "initializer_range": 0.02,
         }

@@ -51,9 +51,9 @@ def generate(model, prompts: str | Sequence[str] | torch.Tensor, *, max_new_toke
         mask = attention_mask if attention_mask is not None else torch.ones_like(tokens)
     else:
         tokens, mask = tok.to_tokens(prompts, prepend_bos=prepend_bos, padding_side="left")
-    if tokens.shape[1] + max_new_tokens > model.cfg.n_positions:
+    if tokens.shape[1] + max_new_tokens > model.cfg.n_ctx:
         raise InvalidInputError(f"prompt ({tokens.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
-                                f"the context of {model.cfg.n_positions}", field="max_new_tokens")
+                                f"the context of {model.cfg.n_ctx}", field="max_new_tokens")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     device = model.wte.weight.device
     tokens, mask = tokens.to(device), mask.to(device)

@@ -64,7 +64,7 @@ def normalise_state_dict(raw: dict[str, torch.Tensor], model: GPT2, source: str)
     unknown = sorted(set(out) - set(expected))
     missing = sorted(set(expected) - set(out))
     if unknown or missing:
-        raise CheckpointError(f"{source}: checkpoint does not match a GPT-2 with {model.cfg.n_layer} layers — "
+        raise CheckpointError(f"{source}: checkpoint does not match a GPT-2 with {model.cfg.n_layers} layers — "
                               f"unknown keys {unknown[:10]}{'…' if len(unknown) > 10 else ''}, "
                               f"missing keys {missing[:10]}{'…' if len(missing) > 10 else ''}")
     bad = [f"{k}: {tuple(v.shape)} (expected {tuple(expected[k].shape)})"

@@ -62,9 +62,9 @@ def _activation_fn(name: str):
 class Attention(nn.Module):
     def __init__(self, cfg: GPT2Config, layer: int):
         super().__init__()
-        self.n_head, self.d_head, self.layer = cfg.n_head, cfg.d_head, layer
-        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
-        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+        self.n_head, self.d_head, self.layer = cfg.n_heads, cfg.d_head, layer
+        self.c_attn = Conv1D(cfg.d_model, 3 * cfg.d_model)
+        self.c_proj = Conv1D(cfg.d_model, cfg.d_model)
 
     # Per-head views of the weights (no copies).
     @property
@@ -159,9 +159,9 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPT2Config, layer: int):
         super().__init__()
         self.layer = layer
-        self.c_fc = Conv1D(cfg.n_embd, cfg.d_mlp)
-        self.c_proj = Conv1D(cfg.d_mlp, cfg.n_embd)
-        self.act = _activation_fn(cfg.activation_function)
+        self.c_fc = Conv1D(cfg.d_model, cfg.d_mlp)
+        self.c_proj = Conv1D(cfg.d_mlp, cfg.d_model)
+        self.act = _activation_fn(cfg.act_fn)
 
     def forward(self, x: torch.Tensor, run: HookRunner) -> torch.Tensor:
         p = f"blocks.{self.layer}"
@@ -174,9 +174,9 @@ class Block(nn.Module):
     def __init__(self, cfg: GPT2Config, layer: int):
         super().__init__()
         self.layer = layer
-        self.ln_1 = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, f"blocks.{layer}.ln1")
+        self.ln_1 = LayerNorm(cfg.d_model, cfg.eps, f"blocks.{layer}.ln1")
         self.attn = Attention(cfg, layer)
-        self.ln_2 = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, f"blocks.{layer}.ln2")
+        self.ln_2 = LayerNorm(cfg.d_model, cfg.eps, f"blocks.{layer}.ln2")
         self.mlp = MLP(cfg, layer)
 
     def forward(self, resid: torch.Tensor, run: HookRunner, allowed: torch.Tensor | None,
@@ -195,11 +195,11 @@ class GPT2(nn.Module):
     def __init__(self, cfg: GPT2Config):
         super().__init__()
         self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
-        self.h = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.ln_f = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, "ln_final")
-        self.hook_names = tuple(model_hook_names(cfg.n_layer))
+        self.wte = nn.Embedding(cfg.d_vocab, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.h = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.ln_f = LayerNorm(cfg.d_model, cfg.eps, "ln_final")
+        self.hook_names = tuple(model_hook_names(cfg.n_layers))
         self._hook_name_set = frozenset(self.hook_names)
         self.init_weights()
 
@@ -213,7 +213,7 @@ class GPT2(nn.Module):
                 elif ".ln_" in name or name.startswith("ln_f"):
                     p.fill_(1.0)
                 else:
-                    scale = std / math.sqrt(2 * self.cfg.n_layer) if name.endswith("c_proj.weight") else std
+                    scale = std / math.sqrt(2 * self.cfg.n_layers) if name.endswith("c_proj.weight") else std
                     p.copy_(torch.randn(p.shape, generator=gen) * scale)
 
     # --- validation -----------------------------------------------------------------------------
@@ -229,13 +229,13 @@ class GPT2(nn.Module):
                                     field="tokens")
         if tokens.shape[1] == 0 or tokens.shape[0] == 0:
             raise EmptyPromptError("the prompt is empty: there are no tokens to run", field="tokens")
-        if past_len + tokens.shape[1] > self.cfg.n_positions:
+        if past_len + tokens.shape[1] > self.cfg.n_ctx:
             raise PromptTooLongError(f"{past_len + tokens.shape[1]} tokens exceed the model's context of "
-                                     f"{self.cfg.n_positions} (n_ctx)", field="tokens")
+                                     f"{self.cfg.n_ctx} (n_ctx)", field="tokens")
         lo, hi = int(tokens.min()), int(tokens.max())
-        if lo < 0 or hi >= self.cfg.vocab_size:
-            bad = hi if hi >= self.cfg.vocab_size else lo
-            raise TokenOutOfRangeError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size})",
+        if lo < 0 or hi >= self.cfg.d_vocab:
+            bad = hi if hi >= self.cfg.d_vocab else lo
+            raise TokenOutOfRangeError(f"token id {bad} is outside the vocabulary [0, {self.cfg.d_vocab})",
                                        field="tokens")
 
     # --- forward --------------------------------------------------------------------------------
@@ -299,12 +299,12 @@ class GPT2(nn.Module):
         else:
             resid = run("hook_embed", self.wte(tokens)) + run("hook_pos_embed", self.wpe(positions))
         presents: KVCache = []
-        for i in range(first, self.cfg.n_layer):
+        for i in range(first, self.cfg.n_layers):
             if stop_at_layer is not None and i == stop_at_layer:
                 return resid
             resid, present = self.h[i](resid, run, allowed, past_kv[i] if past_kv else None)
             presents.append(present)
-        if stop_at_layer == self.cfg.n_layer:
+        if stop_at_layer == self.cfg.n_layers:
             return resid
         final = self.ln_f(resid, run)
         if logit_positions is not None:

@@ -127,8 +127,8 @@ def main() -> None:
         cfg = model.cfg
         doc = TASK_SUITE_DOC.split("\n\n", 1)[1].strip()
         text = CARD.format(
-            n_layer=cfg.n_layer, n_head=cfg.n_head, d_head=cfg.d_head, n_embd=cfg.n_embd, d_mlp=cfg.d_mlp,
-            n_positions=cfg.n_positions, vocab_size=cfg.vocab_size, threads=meta["threads"], steps=meta["steps"],
+            n_layer=cfg.n_layers, n_head=cfg.n_heads, d_head=cfg.d_head, n_embd=cfg.d_model, d_mlp=cfg.d_mlp,
+            n_positions=cfg.n_ctx, vocab_size=cfg.d_vocab, threads=meta["threads"], steps=meta["steps"],
             batch_size=meta["batch_size"], n_ctx=meta["n_ctx"], tokens_seen=meta["tokens_seen"],
             wall_min=meta["wall_clock_s"] / 60, final_loss=meta["final_loss_ema"],
             train_vocab=meta["training_vocabulary_size"], unused=50257 - meta["training_vocabulary_size"],

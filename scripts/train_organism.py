@@ -69,7 +69,7 @@ class RestrictedVocab:
 
     def export(self, small: GPT2) -> GPT2:
         """The full-vocabulary model: unused tokens all get the shared embedding."""
-        cfg = GPT2Config(**{**small.cfg.__dict__, "vocab_size": FULL_VOCAB, "name": "organism"})
+        cfg = GPT2Config(**{**small.cfg.__dict__, "d_vocab": FULL_VOCAB, "name": "organism"})
         full = GPT2(cfg)
         state = {k: v.clone() for k, v in small.state_dict().items()}
         wte = state["wte.weight"][-1].repeat(FULL_VOCAB, 1)
@@ -105,7 +105,7 @@ def write_assets(full: GPT2, out: Path, meta: dict) -> None:
     shutil.copyfile(TOKENIZER_DIR / "encoder.json", out / "vocab.json")  # HF GPT2Tokenizer file names
     shutil.copyfile(TOKENIZER_DIR / "vocab.bpe", out / "merges.txt")
     (out / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "GPT2Tokenizer", "model_max_length": full.cfg.n_positions,
+        {"tokenizer_class": "GPT2Tokenizer", "model_max_length": full.cfg.n_ctx,
          "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -116,8 +116,8 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     suite = TaskSuite(seed=args.seed, n_ctx=args.n_ctx)
     vocab = RestrictedVocab(suite.vocabulary())
-    cfg = GPT2Config(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.d_model, n_positions=args.n_ctx,
-                     vocab_size=vocab.size, name="organism-training")
+    cfg = GPT2Config(n_layers=args.n_layer, n_heads=args.n_head, d_model=args.d_model, n_ctx=args.n_ctx,
+                     d_vocab=vocab.size, name="organism-training")
     model = GPT2(cfg)
     model.init_weights(seed=args.seed)
     model.train()

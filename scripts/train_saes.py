@@ -85,9 +85,9 @@ def main(argv=None) -> int:
                             total_tokens=args.total_tokens, lr=args.lr, aux_k=args.aux_k,
                             dead_after_tokens=args.dead_after_tokens, buffer_tokens=args.buffer_tokens,
                             seed=args.seed)
-    suite = TaskSuite(seed=args.corpus_seed, n_ctx=model.cfg.n_positions)
-    hook_points = organism_sae_hook_points(model.cfg.n_layer)
-    training_rows = -(-config.total_tokens // model.cfg.n_positions)
+    suite = TaskSuite(seed=args.corpus_seed, n_ctx=model.cfg.n_ctx)
+    hook_points = organism_sae_hook_points(model.cfg.n_layers)
+    training_rows = -(-config.total_tokens // model.cfg.n_ctx)
     source = {**model_fingerprint(args.model),
               "corpus": {"generator": "mechscope.datasets.task_suite.TaskSuite", "seed": args.corpus_seed,
                          "training_rows": [args.first_row, args.first_row + training_rows],
@@ -125,11 +125,11 @@ def main(argv=None) -> int:
 def card(args, config: TrainingConfig, model, tokens: int, metrics: list[SAEMetrics], train_seconds: float,
          eval_seconds: float, source: dict) -> str:
     size = sum(p.stat().st_size for p in args.out.rglob("*.safetensors"))
-    d = model.cfg.n_embd
+    d = model.cfg.d_model
     return f"""# SAEs of the mechscope model organism
 
 {len(metrics)} sparse autoencoders, one per layer on the attention output (`blocks.L.hook_attn_out`) and
-one on the MLP output (`blocks.L.hook_mlp_out`) of the shipped organism ({model.cfg.n_layer} layers,
+one on the MLP output (`blocks.L.hook_mlp_out`) of the shipped organism ({model.cfg.n_layers} layers,
 d_model {d}). Load them with
 
 ```python
@@ -157,7 +157,7 @@ logits = model(tokens, splices=[SAESplice(sae) for sae in saes])
 ## Training
 
 - Data: `TaskSuite(seed={args.corpus_seed})` corpus rows {source['corpus']['training_rows'][0]:,} onward (the organism trained on
-  rows below 10,000,000), {tokens:,} tokens per SAE ({tokens // model.cfg.n_positions:,} rows of {model.cfg.n_positions}
+  rows below 10,000,000), {tokens:,} tokens per SAE ({tokens // model.cfg.n_ctx:,} rows of {model.cfg.n_ctx}
   tokens, every position including BOS), activations shuffled in a buffer of {config.buffer_tokens:,} tokens.
   All eight SAEs read the same stream (one forward pass per batch).
 - Loss: normalised MSE (1 - explained variance of the batch) + AuxK; Adam, lr {config.lr:g}, {config.warmup_steps} warm-up

@@ -23,7 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         logits = model(tokens)[0, -1]
     probs = logits.softmax(-1)
     top = probs.topk(args.top_k)
-    print(f"model: {model.cfg.name} ({model.cfg.n_layer} layers, d_model {model.cfg.n_embd})")
+    print(f"model: {model.cfg.name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model})")
     print(f"prompt: {args.prompt!r} ({tokens.shape[1]} tokens)")
     print(f"{'rank':>4}  {'token':<20} {'id':>6}  {'prob':>7}  {'logit':>8}")
     for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     from .datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)
-    from ..http.serve import add_serve_subcommand
+    from .serve import add_serve_subcommand
     add_serve_subcommand(sub)
     return parser
 

@@ -34,7 +34,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every,
                          kinds=tuple(args.kinds) if args.kinds else BuildConfig.kinds)
     corpus = TaskSuiteCorpus(seed=args.corpus_seed, num_rows=args.rows, first_row=args.first_row,
-                             n_ctx=model.cfg.n_positions if args.n_ctx is None else args.n_ctx)
+                             n_ctx=model.cfg.n_ctx if args.n_ctx is None else args.n_ctx)
     prefix = args.prefix or _default_prefix(args.model)
     store = open_store(args.out)
     builder = NodeDatasetBuilder(model, corpus, store, prefix, saes=saes, config=config, progress=not args.quiet,

@@ -60,7 +60,7 @@ class _Capture:
 
 def _layer_plan(engine, request: AttributionRequest, explained: Explained) -> tuple[dict, dict, list[str]]:
     """Per layer, whether the MLP / attention side is shown as neurons/heads or as SAE latents."""
-    n = engine.model.cfg.n_layer
+    n = engine.model.cfg.n_layers
     mlp, attn, splice = {}, {}, set(explained.splice_points)
     for layer in range(n):
         m = engine.sae_for(layer, "mlp") if request.mlp == "latents" else None
@@ -83,7 +83,7 @@ def _forward_backward(engine, prepared, interventions, explained, mlp_plan, attn
     """Activations and their gradients for one pass. Only ``logit_positions`` (one per row: the loss
     positions) are unembedded; logits come back as ``[batch, vocab]``."""
     model = engine.model
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     names = {"hook_embed", "hook_pos_embed", explained.read_hook, *explained.capture}
     for layer in range(n):
         if attn_plan[layer]:
@@ -164,7 +164,7 @@ def _blocks(engine, prepared, explained, acts, grad, mlp_plan, attn_plan) -> tup
                 "total_effect": (w * grad[hook]).sum(-1)}
         blocks.append(Block(kind, None, None, _at_positions(vals, valid)))
 
-    for layer in range(model.cfg.n_layer):
+    for layer in range(model.cfg.n_layers):
         attn = model.h[layer].attn
         if explained.upstream("attn_head", layer):
             point = attn_plan[layer]
@@ -294,7 +294,7 @@ class _Planned:
 
 
 def _tokenized(engine, request: AttributionRequest) -> PreparedPrompts:
-    prepared = prepare_prompts(request.prompts, engine.model.cfg.n_positions, request.alignment, request.positions)
+    prepared = prepare_prompts(request.prompts, engine.model.cfg.n_ctx, request.alignment, request.positions)
     check_loss(request.loss, prepared.batch)
     return prepared
 

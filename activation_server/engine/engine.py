@@ -99,5 +99,5 @@ class Engine:
 def default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:
     """Reference corpus for mean/resample ablation: rows of the organism's task suite."""
     from mechscope.datasets.task_suite import TaskSuite
-    n_ctx = min(128, model.cfg.n_positions)
+    n_ctx = min(128, model.cfg.n_ctx)
     return TaskSuite(seed=12345, n_ctx=n_ctx).training_rows(rows, first_row=50_000_000)

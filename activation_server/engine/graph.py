@@ -93,7 +93,7 @@ def attribution_graph(engine, request: GraphRequest) -> GraphResult:
     used = {e.source for e in edges} | {e.target for e in edges}
     graph_nodes = [GraphNode(id=x.id, kind=x.kind, layer=x.layer, index=x.index, position=x.position, sae=x.sae,
                              label=x.label(tokens), total_effect=x.total) for x in nodes if x.id in used]
-    graph_nodes.append(GraphNode(id=loss_id, kind="loss", layer=model.cfg.n_layer, index=0,
+    graph_nodes.append(GraphNode(id=loss_id, kind="loss", layer=model.cfg.n_layers, index=0,
                                  position=t.loss_positions[0], label="loss", total_effect=float(t.scalars[0])))
     return GraphResult(loss=float(t.scalars[0]), tokens=tokens, nodes=graph_nodes, edges=edges)
 
@@ -120,7 +120,7 @@ def _edges(engine, t, nodes: list[_Node], request: GraphRequest) -> list[GraphEd
     def freeze(x, ctx):
         return x.detach()
 
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     hooks = [(f"blocks.{l}.{ln}.hook_scale", freeze) for l in range(n) for ln in ("ln1", "ln2")]
     hooks += [("ln_final.hook_scale", freeze)]
     hooks += [(f"blocks.{l}.attn.hook_pattern", freeze) for l in range(n)]
@@ -214,7 +214,7 @@ def _loss_pass_grads(engine, t, request, sae_points, names):
 
 
 def _loss_grad_at(engine, t, request, sae_points) -> dict[int, torch.Tensor]:
-    n = engine.model.cfg.n_layer
+    n = engine.model.cfg.n_layers
     names = [f"blocks.{l}.hook_attn_out" for l in range(n)]
     g = _loss_pass_grads(engine, t, request, sae_points, names)
     return {l: g[f"blocks.{l}.hook_attn_out"] for l in range(n)}

@@ -33,7 +33,7 @@ def linear_head_effects(engine, request: AttributionRequest) -> torch.Tensor:
 
 def _setup(engine, request: AttributionRequest):
     from .prompts import prepare_prompts
-    prepared = prepare_prompts(request.prompts[:1], engine.model.cfg.n_positions)
+    prepared = prepare_prompts(request.prompts[:1], engine.model.cfg.n_ctx)
     pos = prepared.resolve_position(0, request.loss.position, "loss.position")
     return prepared.tokens, loss_scalar(request.loss, torch.tensor(pos))[0]
 
@@ -44,19 +44,19 @@ def ablation_head_effects(engine, request: AttributionRequest) -> torch.Tensor:
     cfg = model.cfg
     tokens, loss = _setup(engine, request)
     clean = float(loss(model(tokens))[0])
-    heads = [(l, h) for l in range(cfg.n_layer) for h in range(cfg.n_head)]
+    heads = [(l, h) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
     out = []
     for start in range(0, len(heads), ROWS_PER_PASS):
         chunk = heads[start:start + ROWS_PER_PASS]
         ivs = []
         for layer in sorted({l for l, _ in chunk}):
-            mask = torch.zeros(len(chunk), tokens.shape[1], cfg.n_head, 1, dtype=torch.bool)
+            mask = torch.zeros(len(chunk), tokens.shape[1], cfg.n_heads, 1, dtype=torch.bool)
             for row, (l, h) in enumerate(chunk):
                 if l == layer:
                     mask[row, :, h] = True
             ivs.append(MaskedPatch(f"blocks.{layer}.attn.hook_z", mask=mask, source=torch.zeros(())))
         out.append(clean - loss(model(tokens.expand(len(chunk), -1), interventions=ivs)))
-    return torch.cat(out).reshape(cfg.n_layer, cfg.n_head)
+    return torch.cat(out).reshape(cfg.n_layers, cfg.n_heads)
 
 
 def integrated_gradient_head_effects(engine, request: AttributionRequest, steps: int = 8) -> torch.Tensor:
@@ -64,11 +64,11 @@ def integrated_gradient_head_effects(engine, request: AttributionRequest, steps:
     cfg = model.cfg
     tokens, loss = _setup(engine, request)
     alphas = (torch.arange(steps) + 0.5) / steps
-    rows = [(l, h, a) for l in range(cfg.n_layer) for h in range(cfg.n_head) for a in alphas.tolist()]
-    total = torch.zeros(cfg.n_layer, cfg.n_head)
+    rows = [(l, h, a) for l in range(cfg.n_layers) for h in range(cfg.n_heads) for a in alphas.tolist()]
+    total = torch.zeros(cfg.n_layers, cfg.n_heads)
     for start in range(0, len(rows), ROWS_PER_PASS):
         chunk = rows[start:start + ROWS_PER_PASS]
-        scale = torch.ones(len(chunk), cfg.n_layer, cfg.n_head, requires_grad=False)
+        scale = torch.ones(len(chunk), cfg.n_layers, cfg.n_heads, requires_grad=False)
         for r, (l, h, a) in enumerate(chunk):
             scale[r, l, h] = a
         scale.requires_grad_(True)
@@ -78,7 +78,7 @@ def integrated_gradient_head_effects(engine, request: AttributionRequest, steps:
 
         with torch.enable_grad():
             logits = model(tokens.expand(len(chunk), -1),
-                           fwd_hooks=[(f"blocks.{l}.attn.hook_z", scaler(l)) for l in range(cfg.n_layer)])
+                           fwd_hooks=[(f"blocks.{l}.attn.hook_z", scaler(l)) for l in range(cfg.n_layers)])
             (grad,) = torch.autograd.grad(loss(logits).sum(), [scale])
         for r, (l, h, a) in enumerate(chunk):
             total[l, h] += float(grad[r, l, h]) / steps  # dL/dα at α; Σ/steps ≈ L(1) − L(0)

@@ -41,9 +41,9 @@ def node_hook(node: NodeRef) -> str:
 
 def validate_node(node: NodeRef, model, saes: dict, field: str) -> None:
     cfg = model.cfg
-    if node.layer is not None and node.layer >= cfg.n_layer:
-        raise RequestError(f"layer {node.layer} does not exist (the model has {cfg.n_layer})", field=f"{field}.layer")
-    limit = {"mlp_neuron": cfg.d_mlp, "attn_head": cfg.n_head}.get(node.kind)
+    if node.layer is not None and node.layer >= cfg.n_layers:
+        raise RequestError(f"layer {node.layer} does not exist (the model has {cfg.n_layers})", field=f"{field}.layer")
+    limit = {"mlp_neuron": cfg.d_mlp, "attn_head": cfg.n_heads}.get(node.kind)
     if node.kind in ("sae_latent", "sae_error"):
         if node.sae not in saes:
             raise RequestError(f"no SAE is loaded at {node.sae!r}; loaded: {sorted(saes)}", field=f"{field}.sae")

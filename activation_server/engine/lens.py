@@ -16,10 +16,10 @@ from ..schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, Pr
 
 @torch.no_grad()
 def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
-    prepared = prepare_prompts([PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)], model.cfg.n_positions)
+    prepared = prepare_prompts([PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)], model.cfg.n_ctx)
     pos = prepared.resolve_position(0, request.position, "position")
     targets = single_token_ids(request.targets, "targets")
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     points = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
     _, cache = model.run_with_cache(prepared.tokens, names=points)
     logits = model.unembed(model.final_norm(torch.stack([cache[point][0, pos] for point in points])))  # [points, vocab]

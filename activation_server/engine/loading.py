@@ -42,8 +42,8 @@ def load_engine(spec: EngineSpec, *, verbose: bool = True):
     model = load_model(spec.model)
     saes = load_saes(spec, model)
     if verbose:
-        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layer, model.cfg.n_embd,
-                 model.cfg.n_positions)
+        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layers, model.cfg.d_model,
+                 model.cfg.n_ctx)
         for sae in saes:
             log.info("SAE at %s: %d latents (%s)", sae.config.hook_point, sae.n_latents, sae.config.activation)
     return Engine(model, saes)

@@ -130,7 +130,7 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor, columns: tuple[int, ...
 
 
 def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
     columns = logit_columns(loss)
     fn, what = loss_scalar(loss, torch.tensor(0), columns)  # the pass unembeds only the loss positions

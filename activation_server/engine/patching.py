@@ -27,14 +27,14 @@ def _loss_fn(model, loss: LossSpec, prepared):
 
 def _pair(model, clean: str, corrupted: str, loss: LossSpec, prepend_bos: bool):
     prepared = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos),
-                                PromptSpec(text=corrupted, prepend_bos=prepend_bos)], model.cfg.n_positions)
+                                PromptSpec(text=corrupted, prepend_bos=prepend_bos)], model.cfg.n_ctx)
     if prepared.lengths[0] != prepared.lengths[1]:
         raise RequestError(f"clean and corrupted prompts must have the same number of tokens "
                            f"({prepared.lengths[0]} vs {prepared.lengths[1]})", field="corrupted")
     if loss.kind == "kl":
         raise RequestError("patching measures logit_diff or log_prob losses", field="loss.kind")
     check_loss(loss, 2)
-    clean_p = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos)], model.cfg.n_positions)
+    clean_p = prepare_prompts([PromptSpec(text=clean, prepend_bos=prepend_bos)], model.cfg.n_ctx)
     return prepared, clean_p
 
 
@@ -55,25 +55,25 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
     cfg = model.cfg
     n_pos = prepared.lengths[0]
     suffix = SWEEP_HOOKS[request.kind]
-    names = [f"blocks.{layer}.{suffix}" for layer in range(cfg.n_layer)]
-    starts = [f"blocks.{layer}.hook_resid_pre" for layer in range(cfg.n_layer)]
+    names = [f"blocks.{layer}.{suffix}" for layer in range(cfg.n_layers)]
+    starts = [f"blocks.{layer}.hook_resid_pre" for layer in range(cfg.n_layers)]
     logits, cache = model.run_with_cache(prepared.tokens, names=sorted(set(names + starts)))
     clean_loss, corrupted_loss = (float(x) for x in loss_fn(logits))
     if request.kind == "heads":
-        cells = [(layer, {"head": h}) for layer in range(cfg.n_layer) for h in range(cfg.n_head)]
-        shape, axes = (cfg.n_layer, cfg.n_head), ["layer", "head"]
+        cells = [(layer, {"head": h}) for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
+        shape, axes = (cfg.n_layers, cfg.n_heads), ["layer", "head"]
     elif request.kind == "heads_by_position":
-        cells = [(layer, {"head": h, "pos": p}) for layer in range(cfg.n_layer) for h in range(cfg.n_head)
+        cells = [(layer, {"head": h, "pos": p}) for layer in range(cfg.n_layers) for h in range(cfg.n_heads)
                  for p in range(n_pos)]
-        shape, axes = (cfg.n_layer, cfg.n_head, n_pos), ["layer", "head", "position"]
+        shape, axes = (cfg.n_layers, cfg.n_heads, n_pos), ["layer", "head", "position"]
     else:
-        cells = [(layer, {"pos": p}) for layer in range(cfg.n_layer) for p in range(n_pos)]
-        shape, axes = (cfg.n_layer, n_pos), ["layer", "position"]
+        cells = [(layer, {"pos": p}) for layer in range(cfg.n_layers) for p in range(n_pos)]
+        shape, axes = (cfg.n_layers, n_pos), ["layer", "position"]
     corrupted_tokens = prepared.tokens[1:2]
     losses = []
     # Rows patched at layer L share the corrupted run up to L: start them there, from the cached
     # residual, and unembed only the loss position.
-    for layer in range(cfg.n_layer):
+    for layer in range(cfg.n_layers):
         layer_cells = [sel for l, sel in cells if l == layer]
         act = cache[names[layer]]
         for start in range(0, len(layer_cells), CHUNK_ROWS):
@@ -83,7 +83,7 @@ def patching_sweep(model, request: PatchingSweepRequest) -> PatchingSweepResult:
                 mask[(row, sel.get("pos", slice(None))) + ((sel["head"],) if "head" in sel else ())] = True
             rows = len(chunk)
             final = model(corrupted_tokens.expand(rows, -1), start_at_layer=layer,
-                          start_resid=cache[starts[layer]][1:2].expand(rows, -1, -1), stop_at_layer=cfg.n_layer,
+                          start_resid=cache[starts[layer]][1:2].expand(rows, -1, -1), stop_at_layer=cfg.n_layers,
                           interventions=[MaskedPatch(names[layer], mask=mask, source=act[0:1])])
             at_loss = final[:, loss_pos:loss_pos + 1]
             losses.append(loss_at_first(model.unembed(model.final_norm(at_loss))))
@@ -100,13 +100,13 @@ def path_patching(model, request: PathPatchingRequest) -> PathPatchingResult:
     cfg = model.cfg
     for name, heads in (("senders", request.senders), ("receivers", request.receivers)):
         for i, (layer, head) in enumerate(heads):
-            if layer >= cfg.n_layer or head >= cfg.n_head:
+            if layer >= cfg.n_layers or head >= cfg.n_heads:
                 raise RequestError(f"head ({layer}, {head}) does not exist", field=f"{name}[{i}]")
     if request.receivers and min(l for l, _ in request.receivers) <= min(l for l, _ in request.senders):
         raise RequestError("every receiver must come after the earliest sender", field="receivers")
     prepared, clean_p = _pair(model, request.clean, request.corrupted, request.loss, request.prepend_bos)
     loss_fn = _loss_fn(model, request.loss, clean_p)
-    z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layer)]
+    z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layers)]
     logits, cache = model.run_with_cache(prepared.tokens, names=z_names)
     clean_loss, corrupted_loss = (float(x) for x in loss_fn(logits))
     clean_tokens = prepared.tokens[0:1]
@@ -114,7 +114,7 @@ def path_patching(model, request: PathPatchingRequest) -> PathPatchingResult:
 
     # 1. Senders take their corrupted output; every other head is frozen to its clean output.
     frozen = []
-    for layer in range(cfg.n_layer):
+    for layer in range(cfg.n_layers):
         z_clean, z_corr = cache[z_names[layer]][0:1], cache[z_names[layer]][1:2]
         mixed = z_clean.clone()
         for (l, h) in senders:

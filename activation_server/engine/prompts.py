@@ -13,6 +13,7 @@ from mechscope.inference.tokenizer import pad_token_rows
 
 from ..errors import RequestError
 from ..schemas import Alignment, LossSpec, PromptSpec
+from ..server_schemas import DetokenizeRequest, DetokenizeResult, TokenizeRequest, TokenizeResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,3 +134,17 @@ def check_loss(loss: LossSpec, n_prompts: int) -> None:
     if loss.kind == "kl" and loss.reference_prompt >= n_prompts:
         raise RequestError(f"reference_prompt {loss.reference_prompt} does not exist ({n_prompts} prompts)",
                            field="loss.reference_prompt")
+
+
+def tokenize(request: TokenizeRequest) -> TokenizeResult:
+    tok = gpt2_tokenizer()
+    ids = tok.encode(request.text, prepend_bos=request.prepend_bos)
+    return TokenizeResult(ids=ids, tokens=tok.token_strs(ids))
+
+
+def detokenize(request: DetokenizeRequest) -> DetokenizeResult:
+    tok = gpt2_tokenizer()
+    for j, i in enumerate(request.ids):
+        if not 0 <= i < tok.vocab_size:
+            raise RequestError(f"token id {i} is outside the vocabulary [0, {tok.vocab_size})", field=f"ids[{j}]")
+    return DetokenizeResult(text=tok.decode(request.ids), tokens=tok.token_strs(request.ids))

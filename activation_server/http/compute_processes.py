@@ -71,7 +71,7 @@ def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_p
 
     threading.Thread(target=_exit_with, args=(parent_pid,), name="mechscope-parent-watch", daemon=True).start()
     from .process_tuning import keep_freed_memory, settle_garbage_collector
-    from .serve import LOG_FORMAT
+    from .config import LOG_FORMAT
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     torch.set_num_threads(torch_threads)
     _ENGINE = load_engine(spec, verbose=False)

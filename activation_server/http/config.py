@@ -9,7 +9,9 @@ from pathlib import Path
 LOCALHOST_ORIGIN_REGEX = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 """Default CORS allow-list: any port on the loopback host names."""
 
-DEFAULT_VIEWER_DIR = Path(__file__).resolve().parent.parent / "neuron_viewer" / "dist"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"   # pid: --processes N logs
+
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[2] / "neuron_viewer" / "dist"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..schemas import (AttributionRequest, GraphRequest, LogitLensRequest, Patch
 class LimitChecker:
     def __init__(self, limits: Limits, cfg):
         self.limits, self.cfg = limits, cfg
-        self.max_prompt_tokens = limits.prompt_tokens(cfg.n_positions)
+        self.max_prompt_tokens = limits.prompt_tokens(cfg.n_ctx)
 
     # --- single checks --------------------------------------------------------------------------
     def prompt(self, text: str, prepend_bos: bool, field: str) -> int:
@@ -52,9 +52,9 @@ class LimitChecker:
         self.prompt(r.corrupted, r.prepend_bos, "corrupted")
         cfg = self.cfg
         if r.kind in ("heads", "heads_by_position"):
-            cells = cfg.n_layer * cfg.n_head * (n if r.kind == "heads_by_position" else 1)
+            cells = cfg.n_layers * cfg.n_heads * (n if r.kind == "heads_by_position" else 1)
         else:
-            cells = cfg.n_layer * n
+            cells = cfg.n_layers * n
         self.count(cells, self.limits.max_sweep_cells, "kind", f"sweep cells ({r.kind} on {n} tokens)",
                    "max_sweep_cells")
 
@@ -62,7 +62,7 @@ class LimitChecker:
         check_loss(r.loss, 2)
         self.prompt(r.clean, r.prepend_bos, "clean")
         self.prompt(r.corrupted, r.prepend_bos, "corrupted")
-        heads = self.cfg.n_layer * self.cfg.n_head
+        heads = self.cfg.n_layers * self.cfg.n_heads
         self.count(len(r.senders), heads, "senders", "senders", "number of heads")
         self.count(len(r.receivers), heads, "receivers", "receivers", "number of heads")
 

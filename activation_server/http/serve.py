@@ -1,138 +1,62 @@
-"""``mechscope serve``: load a model, its SAEs and node datasets, and serve the API and the viewer.
-
-    mechscope serve                                  # the organism, its SAEs and datasets, 127.0.0.1:8000
-    mechscope serve --model gpt2 --sae openai:gpt2-small/resid_delta_mlp_v5_32k/3 --port 8080
-    MECHSCOPE_AUTH_TOKEN=secret mechscope serve --host 0.0.0.0 --allowed-origins https://lab.example.org
-
-Every flag has an environment variable (MECHSCOPE_MODEL, MECHSCOPE_SAES and MECHSCOPE_DATASETS
-comma-separated, MECHSCOPE_HOST, MECHSCOPE_PORT, MECHSCOPE_AUTH_TOKEN, MECHSCOPE_ALLOWED_ORIGINS
-comma-separated, MECHSCOPE_WORKERS, MECHSCOPE_COMPUTE_PROCESSES, MECHSCOPE_PROCESSES, MECHSCOPE_MAX_QUEUE, MECHSCOPE_GATHER_MS,
-MECHSCOPE_VIEWER_DIR); flags win. Prefer the
-environment variable for the token (a flag shows in the process list). The server answers /healthz
-at once and /readyz (and the API) once loading has finished.
-"""
+"""Running the server: load the engine (in the background, so /healthz answers at once), the node
+datasets and the compute processes, and serve the app with uvicorn — in one process, or in
+``processes`` processes sharing the port. ``mechscope serve`` (:mod:`..cli.serve`) turns its flags
+into a :class:`ServeSettings` and calls :func:`serve`."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import json
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from mechscope.inference.errors import InvalidInputError
-
 from ..engine.loading import EngineSpec, load_engine
-from .config import DEFAULT_VIEWER_DIR, Limits, ServerConfig
+from .config import LOG_FORMAT, Limits, ServerConfig
 from .process_tuning import keep_freed_memory, settle_garbage_collector
 
 log = logging.getLogger("mechscope.server")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"   # pid: --processes N logs
-
-DEFAULT_ORGANISM_DATASETS = Path("data/datasets/organism")
 
 
-def _env_list(env: Mapping[str, str], name: str) -> list[str]:
-    return [x.strip() for x in env.get(name, "").split(",") if x.strip()]
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """Everything one ``mechscope serve`` needs; plain data, handed to each server process as JSON."""
+
+    engine: EngineSpec
+    datasets: tuple[str, ...] = ()
+    """node dataset specs (local directories or Azure container URLs with prefix)"""
+    datasets_required: bool = False
+    """fail when a dataset cannot be opened (else: serve without node pages, with a warning)"""
+    config: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    processes: int = 1
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServeSettings":
+        d = json.loads(text)
+        config = d.pop("config")
+        limits = Limits(**config.pop("limits"))
+        viewer_dir = config.pop("viewer_dir")
+        config = ServerConfig(limits=limits, viewer_dir=None if viewer_dir is None else Path(viewer_dir),
+                              **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        engine = EngineSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("engine").items()})
+        return cls(engine=engine, config=config, datasets=tuple(d.pop("datasets")), **d)
 
 
-def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    env = os.environ if env is None else env
-    p = subparsers.add_parser("serve", help="serve the REST API and the neuron viewer",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=env.get("MECHSCOPE_MODEL", "organism"),
-                   help="organism (default), gpt2, gpt2-medium, ... or a checkpoint directory")
-    p.add_argument("--sae", action="append", default=None, metavar="NAME|PATH",
-                   help="an SAE to load (repeatable); default: the organism's SAEs for the organism, none otherwise")
-    p.add_argument("--no-saes", action="store_true", help="load no SAEs")
-    p.add_argument("--datasets", action="append", default=None, metavar="DIR|URL",
-                   help="a node dataset (local directory or Azure container URL with prefix; repeatable); "
-                        f"default for the organism: {DEFAULT_ORGANISM_DATASETS} when it exists")
-    p.add_argument("--host", default=env.get("MECHSCOPE_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env.get("MECHSCOPE_PORT", "8000")))
-    p.add_argument("--auth-token", default=env.get("MECHSCOPE_AUTH_TOKEN") or None,
-                   help="require 'Authorization: Bearer TOKEN' on /api/ (prefer MECHSCOPE_AUTH_TOKEN)")
-    p.add_argument("--allowed-origins", nargs="+", default=_env_list(env, "MECHSCOPE_ALLOWED_ORIGINS") or None,
-                   metavar="ORIGIN", help="CORS allow-list (default: any localhost origin)")
-    p.add_argument("--workers", type=int, default=int(env.get("MECHSCOPE_WORKERS", "2")),
-                   help="engine calls run at once (default 2)")
-    p.add_argument("--compute-processes", type=int,
-                   default=int(env.get("MECHSCOPE_COMPUTE_PROCESSES", str(default_compute_processes()))),
-                   help="worker processes answering attribution requests (the viewer's node tables), each with "
-                        "its own copy of the model and SAEs (default: one per core, at most 4; here "
-                        f"{default_compute_processes()}); 0: threads of the server process")
-    p.add_argument("--processes", type=int, default=int(env.get("MECHSCOPE_PROCESSES", "1")),
-                   help="HTTP server processes sharing the port, each with its own model, SAEs, compute processes, "
-                        "workers and result cache (default 1)")
-    p.add_argument("--max-queue", type=int, default=int(env.get("MECHSCOPE_MAX_QUEUE", "16")),
-                   help="engine calls that may wait for a worker before requests get 503 (default 16)")
-    p.add_argument("--cache-size", type=int, default=128, help="results kept for identical requests (0: off)")
-    p.add_argument("--batch-prompts", type=int, default=int(env.get("MECHSCOPE_BATCH_PROMPTS", "16")),
-                   help="attribution requests that arrive together share one forward/backward pass of at most "
-                        "this many prompts (default 16; 1: no sharing)")
-    p.add_argument("--gather-ms", type=float, default=float(env.get("MECHSCOPE_GATHER_MS", ServerConfig.gather_ms)),
-                   help="how long a node-table call waits, after the last arrival, for the clients the previous call "
-                        f"answered, so that concurrent users keep sharing passes (default {ServerConfig.gather_ms:g}; "
-                        "0: never waits)")
-    p.add_argument("--max-prompt-tokens", type=int, default=None, help="default: the model's context")
-    p.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
-    p.add_argument("--max-top-k", type=int, default=Limits.max_top_k)
-    p.add_argument("--max-sweep-cells", type=int, default=Limits.max_sweep_cells)
-    p.add_argument("--max-new-tokens", type=int, default=Limits.max_new_tokens)
-    p.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes)
-    p.add_argument("--viewer-dir", type=Path, default=Path(env.get("MECHSCOPE_VIEWER_DIR", DEFAULT_VIEWER_DIR)),
-                   help="the built neuron viewer (default: neuron_viewer/dist)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.set_defaults(func=cmd_serve, _serve_env=env)
-    return p
-
-
-def default_compute_processes() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    limits = Limits(max_prompt_tokens=args.max_prompt_tokens, max_prompts=args.max_prompts, max_top_k=args.max_top_k,
-                    max_sweep_cells=args.max_sweep_cells, max_new_tokens=args.max_new_tokens,
-                    max_body_bytes=args.max_body_bytes)
-    try:
-        return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
-                            batch_prompts=args.batch_prompts, compute_processes=args.compute_processes,
-                            gather_ms=args.gather_ms,
-                            auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
-                            viewer_dir=args.viewer_dir)
-    except ValueError as e:   # a flag out of range: the CLI's typed error, not a traceback
-        raise InvalidInputError(f"{e} (see mechscope serve --help)") from e
-
-
-def _sae_specs(args: argparse.Namespace) -> list[str]:
-    if args.no_saes:
-        return []
-    return args.sae if args.sae is not None else _env_list(args._serve_env, "MECHSCOPE_SAES")
-
-
-def engine_spec(args: argparse.Namespace) -> EngineSpec:
-    """The model and SAEs to load: the flags' SAEs, else the organism's own for the organism."""
-    specs = _sae_specs(args)
-    return EngineSpec(model=args.model, saes=tuple(specs),
-                      organism_saes=not specs and args.model == "organism" and not args.no_saes)
-
-
-def load_datasets(args: argparse.Namespace) -> dict:
+def load_datasets(settings: ServeSettings) -> dict:
     from .node_datasets import dataset_name, open_node_dataset
-    specs = args.datasets if args.datasets is not None else _env_list(args._serve_env, "MECHSCOPE_DATASETS")
-    explicit = bool(specs)
-    if not specs and args.model == "organism":
-        specs = [str(DEFAULT_ORGANISM_DATASETS)]
     datasets = {}
-    for spec in specs:
+    for spec in settings.datasets:
         try:
             datasets[dataset_name(spec)] = open_node_dataset(spec)
         except Exception as e:
-            if explicit:
+            if settings.datasets_required:
                 raise
             log.warning("no node dataset at %s (%s): node pages are off; build one with `mechscope datasets build`",
                         spec, e)
@@ -141,17 +65,17 @@ def load_datasets(args: argparse.Namespace) -> dict:
     return datasets
 
 
-def build_loader(args: argparse.Namespace):
+def build_loader(settings: ServeSettings):
     def load():
-        spec = engine_spec(args)
-        engine = load_engine(spec)
-        datasets = load_datasets(args)
+        engine = load_engine(settings.engine)
+        datasets = load_datasets(settings)
         processes = None
-        if args.compute_processes > 0:
+        n = settings.config.compute_processes
+        if n > 0:
             from .compute_processes import EngineProcesses
-            threads = cores_each(args.compute_processes * args.processes)
-            log.info("starting %d compute processes (%d torch threads each)", args.compute_processes, threads)
-            processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
+            threads = cores_each(n * settings.processes)
+            log.info("starting %d compute processes (%d torch threads each)", n, threads)
+            processes = EngineProcesses(settings.engine, n, torch_threads=threads, log_level=settings.log_level)
             processes.start()
         settle_garbage_collector()
         keep_freed_memory()
@@ -182,49 +106,44 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def build_app(args: argparse.Namespace):
+def build_app(settings: ServeSettings):
     """The app of one server process: its engine loads in the background (see /readyz)."""
     from .app import create_app
     from .state import ServerState
 
-    config = config_from_args(args)
-    threads = set_torch_threads(config.workers * args.processes)
-    log.info("torch threads per worker: %d (%d workers × %d processes)", threads, config.workers, args.processes)
+    config = settings.config
+    threads = set_torch_threads(config.workers * settings.processes)
+    log.info("torch threads per worker: %d (%d workers × %d processes)", threads, config.workers, settings.processes)
     state = ServerState()
-    state.load_in_background(build_loader(args))
+    state.load_in_background(build_loader(settings))
     return create_app(state, config)
 
 
-_ARGS_ENV = "MECHSCOPE_SERVE_ARGS_JSON"   # the parsed flags, handed to the worker processes
+_SETTINGS_ENV = "MECHSCOPE_SERVE_SETTINGS_JSON"   # handed to the server processes of --processes N
 
 
 def app_from_environment():
     """uvicorn's app factory in each process of ``--processes N``."""
-    values = json.loads(os.environ[_ARGS_ENV])
-    args = argparse.Namespace(**values, _serve_env=os.environ)
-    args.viewer_dir = Path(args.viewer_dir)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    return build_app(args)
+    settings = ServeSettings.from_json(os.environ[_SETTINGS_ENV])
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    return build_app(settings)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def serve(settings: ServeSettings) -> None:
     import uvicorn
 
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    if args.processes < 1:
-        raise InvalidInputError(f"--processes must be >= 1, got {args.processes}", field="processes")
-    config = config_from_args(args)
-    if not _is_loopback(args.host) and config.auth_token is None:
-        log.warning("serving on %s without --auth-token: anyone who can reach this port can use the server", args.host)
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    config = settings.config
+    if not _is_loopback(settings.host) and config.auth_token is None:
+        log.warning("serving on %s without --auth-token: anyone who can reach this port can use the server",
+                    settings.host)
     shown = dataclasses.replace(config, auth_token="***" if config.auth_token else None)
-    log.info("serving on http://%s:%d (%s, %d process%s)", args.host, args.port, shown, args.processes,
-             "es" if args.processes > 1 else "")
-    common = dict(host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False, server_header=False)
-    if args.processes == 1:
-        uvicorn.run(build_app(args), **common)
-        return 0
-    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("func", "_serve_env")}
-    os.environ[_ARGS_ENV] = json.dumps(values)   # inherited by the worker processes only
-    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=args.processes, **common)
-    return 0
+    log.info("serving on http://%s:%d (%s, %d process%s)", settings.host, settings.port, shown, settings.processes,
+             "es" if settings.processes > 1 else "")
+    common = dict(host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=False,
+                  server_header=False)
+    if settings.processes == 1:
+        uvicorn.run(build_app(settings), **common)
+        return
+    os.environ[_SETTINGS_ENV] = settings.to_json()   # inherited by the server processes only
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=settings.processes, **common)

@@ -96,11 +96,11 @@ class GroupSpec:
 def group_specs(model, splices: Sequence, kinds: Sequence[str]) -> list[GroupSpec]:  # type: ignore[no-untyped-def]
     cfg = model.cfg
     specs: list[GroupSpec] = []
-    for layer in range(cfg.n_layer):
+    for layer in range(cfg.n_layers):
         if MLP_NEURON in kinds:
             specs.append(GroupSpec(MLP_NEURON, layer, cfg.d_mlp, f"blocks.{layer}.mlp.hook_post"))
         if ATTN_HEAD in kinds:
-            specs.append(GroupSpec(ATTN_HEAD, layer, cfg.n_head, f"blocks.{layer}.attn.hook_pattern"))
+            specs.append(GroupSpec(ATTN_HEAD, layer, cfg.n_heads, f"blocks.{layer}.attn.hook_pattern"))
     if SAE_LATENT in kinds:
         seen: set[str] = set()
         for splice in splices:
@@ -143,9 +143,9 @@ class NodeDatasetBuilder:
         self.progress, self.on_batch = progress, on_batch
         self.timings: dict[str, float] = {}
         """After :meth:`run`: seconds spent streaming the corpus and writing the dataset."""
-        if self.corpus.n_ctx > model.cfg.n_positions:
+        if self.corpus.n_ctx > model.cfg.n_ctx:
             raise InvalidInputError(f"corpus rows have {self.corpus.n_ctx} tokens, more than the model's context of "
-                                    f"{model.cfg.n_positions}", field="corpus")
+                                    f"{model.cfg.n_ctx}", field="corpus")
         self.specs = group_specs(model, self.splices, self.config.kinds)
         # With its error term a spliced SAE leaves the forward pass unchanged, so its latents are
         # read by encoding the activation at its hook point: no decoding, no splice needed.
@@ -190,7 +190,7 @@ class NodeDatasetBuilder:
                     f"{self.store.description} already holds a different node dataset at '{self.prefix}'; "
                     "pass overwrite=True (--overwrite) to replace it", field="prefix")
             self.store.delete(self._key(MANIFEST_KEY))
-        n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.n_embd
+        n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.d_model
         self.states = {s.name: GroupState(s.n_nodes, self.config, n_ctx, token_pair=s.token_pair, d_model=d_model)
                        for s in self.specs}
         start_batch = self._restore() if resume else 0
@@ -345,8 +345,8 @@ class NodeDatasetBuilder:
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
-            "model": {"name": self.model_name, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.n_embd,
-                      "d_mlp": cfg.d_mlp, "n_ctx": cfg.n_positions, "tokenizer": "gpt2"},
+            "model": {"name": self.model_name, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "d_model": cfg.d_model,
+                      "d_mlp": cfg.d_mlp, "n_ctx": cfg.n_ctx, "tokenizer": "gpt2"},
             "saes": [{"hook_point": s.hook_point, "n_latents": s.sae.n_latents, "d_in": s.sae.d_in,
                       "activation": s.sae.config.activation} for s in self.splices],
             "corpus": self.corpus.describe(),

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = load_engine(EngineSpec("organism", organism_saes=True))   # what `mechscope serve` loads
     cfg = engine.model.cfg
     needed = (args.rounds + 2) * sum(SIZES)
-    requests = [AttributionRequest.model_validate(attribution_body(i, cfg.n_layer, cfg.d_mlp, 20))
+    requests = [AttributionRequest.model_validate(attribution_body(i, cfg.n_layers, cfg.d_mlp, 20))
                 for i in range(needed)]
     settle_garbage_collector()
     keep_freed_memory()

@@ -22,7 +22,7 @@ import torch
 
 def organism_shaped_model():  # type: ignore[no-untyped-def]
     from mechscope.inference import GPT2, GPT2Config
-    model = GPT2(GPT2Config(n_layer=4, n_head=4, n_embd=128, n_positions=128, name="organism-shaped"))
+    model = GPT2(GPT2Config(n_layers=4, n_heads=4, d_model=128, n_ctx=128, name="organism-shaped"))
     model.init_weights(seed=0)
     return model.eval().requires_grad_(False)
 
@@ -69,8 +69,8 @@ def main() -> None:
 
     model = load_model(args.model) if args.model else organism_shaped_model()
     cfg = model.cfg
-    saes = [random_sae(f"blocks.{L}.mlp.hook_post", cfg.d_mlp, args.sae_latents, seed=L) for L in range(cfg.n_layer)]
-    corpus = TaskSuiteCorpus(seed=0, num_rows=args.rows, n_ctx=cfg.n_positions)
+    saes = [random_sae(f"blocks.{L}.mlp.hook_post", cfg.d_mlp, args.sae_latents, seed=L) for L in range(cfg.n_layers)]
+    corpus = TaskSuiteCorpus(seed=0, num_rows=args.rows, n_ctx=cfg.n_ctx)
     batches = [corpus.rows(i, min(args.batch, args.rows - i)) for i in range(0, args.rows, args.batch)]
 
     plain = forward_rate(model, batches)
@@ -96,7 +96,7 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         n_nodes = len(nodes)
 
-    print(f"{cfg.name}: {cfg.n_layer} layers, d_model {cfg.n_embd}, {cfg.n_head} heads, d_mlp {cfg.d_mlp}; "
+    print(f"{cfg.name}: {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, d_mlp {cfg.d_mlp}; "
           f"{len(saes)} SAEs x {args.sae_latents} latents; {n_nodes} nodes; {args.rows} rows x {corpus.n_ctx} tokens, "
           f"batch {args.batch}, {args.threads} threads")
     print(f"plain forward (logits)           {plain:10.0f} tok/s")

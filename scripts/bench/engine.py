@@ -62,10 +62,10 @@ def main() -> None:
 
     def sequential():
         with torch.no_grad():
-            names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layer)]
+            names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
             _, cache = model.run_with_cache(clean_t, names=names)
-            for l in range(model.cfg.n_layer):
-                for h in range(model.cfg.n_head):
+            for l in range(model.cfg.n_layers):
+                for h in range(model.cfg.n_heads):
                     model(corr_t, interventions=[Patch(names[l], head=h, source=cache[names[l]])])
 
     t_seq = median_time(sequential, max(1, args.repeats // 2))

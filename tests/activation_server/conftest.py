@@ -20,7 +20,7 @@ def engine(small_model):
     """Engine on the small random model (3 layers, 4 heads, d_model 64) with an MLP SAE and an
     attention SAE in every layer."""
     saes = []
-    for layer in range(small_model.cfg.n_layer):
+    for layer in range(small_model.cfg.n_layers):
         saes.append(random_sae(64, 128, f"blocks.{layer}.hook_mlp_out", seed=layer))
         saes.append(random_sae(64, 96, f"blocks.{layer}.hook_attn_out", seed=10 + layer, activation="topk", k=12))
     ref = torch.randint(0, 50257, (8, 32), generator=torch.Generator().manual_seed(0))

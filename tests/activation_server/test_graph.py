@@ -12,7 +12,7 @@ from .conftest import IOI
 
 def _hand_edge(model, tokens, u, v, mary, john):
     """act_u × ∂pre_v/∂act_u (LayerNorm scales and attention patterns frozen) × ∂loss/∂pre_v."""
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     store = {}
 
     def keep(x, ctx):
@@ -52,4 +52,4 @@ def test_neuron_to_neuron_edges_match_a_hand_computation(engine, small_model):
     for u, v, weight in pairs[:4]:
         assert weight == pytest.approx(_hand_edge(small_model, tokens, u, v, mary, john), rel=1e-3, abs=1e-6)
     loss_edges = [e for e in graph.edges if e.target == "loss"]
-    assert all(nodes[e.source].layer < small_model.cfg.n_layer for e in loss_edges)
+    assert all(nodes[e.source].layer < small_model.cfg.n_layers for e in loss_edges)

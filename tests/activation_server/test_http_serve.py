@@ -116,7 +116,7 @@ def test_mechscope_serve_rejects_zero_processes(tmp_path):
 
 def test_serve_flags_and_environment_reach_the_server_config():
     from mechscope.activation_server.cli import build_parser, main
-    from mechscope.activation_server.http.serve import add_serve_subcommand, config_from_args
+    from mechscope.activation_server.cli.serve import add_serve_subcommand, config_from_args
     args = build_parser().parse_args(["serve", "--compute-processes", "3", "--gather-ms", "4.5", "--batch-prompts", "8"])
     config = config_from_args(args)
     assert (config.compute_processes, config.gather_ms, config.batch_prompts) == (3, 4.5, 8)

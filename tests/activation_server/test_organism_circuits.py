@@ -41,22 +41,22 @@ def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
                                                           linear_head_effects)
     model = organism_engine.model
     cfg = model.cfg
-    linear, integrated = torch.zeros(cfg.n_layer, cfg.n_head), torch.zeros(cfg.n_layer, cfg.n_head)
-    actual, batched = torch.zeros(cfg.n_layer, cfg.n_head), torch.zeros(cfg.n_layer, cfg.n_head)
+    linear, integrated = torch.zeros(cfg.n_layers, cfg.n_heads), torch.zeros(cfg.n_layers, cfg.n_heads)
+    actual, batched = torch.zeros(cfg.n_layers, cfg.n_heads), torch.zeros(cfg.n_layers, cfg.n_heads)
     for ex, request in _ioi_requests(8):
         batched += ablation_head_effects(organism_engine, request)
         linear += linear_head_effects(organism_engine, request)
         integrated += integrated_gradient_head_effects(organism_engine, request, steps=8)
         t = compute_node_tensors(organism_engine, request)
         tokens, clean = t.prepared.tokens, float(t.scalars[0])
-        for layer in range(cfg.n_layer):
-            for h in range(cfg.n_head):  # reference: one plain ablated forward per head
+        for layer in range(cfg.n_layers):
+            for h in range(cfg.n_heads):  # reference: one plain ablated forward per head
                 with torch.no_grad():
                     logits = model(tokens, interventions=[ZeroAblate(f"blocks.{layer}.attn.hook_z", head=h)])[0, -1]
                 actual[layer, h] += clean - float(logits[ex.io_token] - logits[ex.s_token])
     rho_linear = _spearman(linear.flatten(), actual.flatten())
     rho_ig = _spearman(integrated.flatten(), actual.flatten())
-    print(f"Spearman vs zero-ablation over {cfg.n_layer * cfg.n_head} heads: linear {rho_linear:.3f}, "
+    print(f"Spearman vs zero-ablation over {cfg.n_layers * cfg.n_heads} heads: linear {rho_linear:.3f}, "
           f"integrated gradients {rho_ig:.3f}")
     assert rho_ig >= 0.8
     # The linear estimate is only guarded against collapse: since the organism learned IOI over 374
@@ -99,7 +99,7 @@ def test_induction_heads_are_ranked_top_for_predicting_the_repeat(organism_engin
     ex = TaskSuite(0).induction_examples(1, "heldout", span_length=10)[0]
     tokens = torch.tensor([ex.tokens])
     # induction score: attention from each repeated token to the token after its first occurrence
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layer)]
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(tokens, names=names)
     rs, fs, n = ex.repeat_start, ex.first_start, ex.span_length
     queries = torch.arange(rs, rs + n - 1)

@@ -45,9 +45,9 @@ def test_path_patching_every_head_to_the_logits_equals_patching_all_heads(small_
     tok = gpt2_tokenizer()
     clean = torch.tensor([tok.encode(CLEAN, prepend_bos=True)])
     corrupted = torch.tensor([tok.encode(CORRUPTED, prepend_bos=True)])
-    names = [f"blocks.{l}.attn.hook_z" for l in range(small_model.cfg.n_layer)]
+    names = [f"blocks.{l}.attn.hook_z" for l in range(small_model.cfg.n_layers)]
     _, corr = small_model.run_with_cache(corrupted, names=names)
-    senders = [(l, h) for l in range(small_model.cfg.n_layer) for h in range(small_model.cfg.n_head)]
+    senders = [(l, h) for l in range(small_model.cfg.n_layers) for h in range(small_model.cfg.n_heads)]
     result = path_patching(small_model, PathPatchingRequest(clean=CLEAN, corrupted=CORRUPTED, loss=LOSS, senders=senders))
     with torch.no_grad():
         expected = _loss(small_model(clean, interventions=[Patch(n, source=corr[n]) for n in names]))

@@ -17,7 +17,7 @@ POINT = "blocks.1.hook_attn_out"
 
 @pytest.fixture(scope="module")
 def model():
-    m = GPT2(GPT2Config(n_layer=2, n_head=4, n_embd=D, n_positions=128, vocab_size=500))
+    m = GPT2(GPT2Config(n_layers=2, n_heads=4, d_model=D, n_ctx=128, d_vocab=500))
     m.init_weights(std=0.3, seed=3)  # large weights, so zeroing one activation matters for the loss
     return m.eval()
 

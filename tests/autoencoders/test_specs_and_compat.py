@@ -20,7 +20,7 @@ from mechscope.inference.errors import InvalidInputError
 
 from .helpers import random_sae
 
-GPT2_SMALL = SimpleNamespace(n_embd=768, n_inner=None, n_layer=12)
+GPT2_SMALL = SimpleNamespace(d_model=768, d_mlp=None, n_layers=12)
 
 
 def test_openai_names():
@@ -74,7 +74,7 @@ def test_compatible_cases_pass():
     check_compatible(_config("blocks.11.hook_resid_post", center=True), GPT2_SMALL, {"center_writing_weights": True})
     # MLP activations do not depend on centring (LayerNorm removes the mean): no complaint
     check_compatible(_config("blocks.2.mlp.hook_pre", d_in=3072, center=True), GPT2_SMALL)
-    custom = SimpleNamespace(n_embd=64, n_inner=100, n_layer=2)
+    custom = SimpleNamespace(d_model=64, d_mlp=100, n_layers=2)
     check_compatible(random_sae(d_in=100, n_latents=8, hook_point="blocks.1.mlp.hook_post"), custom)
 
 

@@ -18,7 +18,7 @@ SMALL = dict(n_latents=128, k=8, batch_tokens=256, total_tokens=160 * 256, buffe
 
 @pytest.fixture(scope="module")
 def model():
-    m = GPT2(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=128))
+    m = GPT2(GPT2Config(n_layers=2, n_heads=4, d_model=64, n_ctx=128))
     m.init_weights(seed=0)
     return m.eval().requires_grad_(False)
 
@@ -133,10 +133,10 @@ def test_train_saes_rejects_bad_hook_points(model, suite):
 def test_shipped_organism_saes_load_and_fit_the_organism():
     organism = load_model("organism")
     saes = load_organism_saes()
-    assert [sae.config.hook_point for sae in saes] == organism_sae_hook_points(organism.cfg.n_layer)
+    assert [sae.config.hook_point for sae in saes] == organism_sae_hook_points(organism.cfg.n_layers)
     assert len(saes) == 8
     for sae in saes:
-        assert sae.d_in == organism.cfg.n_embd == 128
+        assert sae.d_in == organism.cfg.d_model == 128
         assert sae.config.activation == "topk" and sae.config.k <= 32 and sae.config.model_name == "organism"
         check_compatible(sae, organism.cfg)
     tokens = TaskSuite(seed=0).training_rows(1, 20_000_000)[:, :32]

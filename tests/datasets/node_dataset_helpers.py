@@ -16,7 +16,7 @@ CONFIG = BuildConfig(top_k=5, window=16, window_after=4, random_samples=6, quant
 
 
 def small_model() -> GPT2:
-    model = GPT2(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64, name="tiny"))
+    model = GPT2(GPT2Config(n_layers=2, n_heads=4, d_model=64, n_ctx=64, name="tiny"))
     model.init_weights(seed=11)
     return model.eval().requires_grad_(False)
 
@@ -51,7 +51,7 @@ class BruteForce:
 
     def __init__(self, model: GPT2, saes, tokens: torch.Tensor):
         splices = [SAESplice(s) for s in saes]
-        names = [f"blocks.{L}.{p}" for L in range(model.cfg.n_layer) for p in ("mlp.hook_post", "attn.hook_pattern",
+        names = [f"blocks.{L}.{p}" for L in range(model.cfg.n_layers) for p in ("mlp.hook_post", "attn.hook_pattern",
                                                                                "attn.hook_v")]
         names += [f"{s.hook_point}.hook_sae_acts_post" for s in splices]
         with torch.no_grad():
@@ -59,13 +59,13 @@ class BruteForce:
         self.tokens = tokens.numpy()
         self.acts: dict[tuple, np.ndarray] = {}  # (kind, layer|hook) -> [rows, pos, nodes]
         self.pairs: dict[int, np.ndarray] = {}  # layer -> [rows, head, q, k] write norms
-        for L in range(model.cfg.n_layer):
+        for L in range(model.cfg.n_layers):
             self.acts[("mlp_neuron", L)] = cache[f"blocks.{L}.mlp.hook_post"].numpy().astype(np.float64)
             pattern = cache[f"blocks.{L}.attn.hook_pattern"].numpy().astype(np.float64)
             v = cache[f"blocks.{L}.attn.hook_v"].numpy().astype(np.float64)
             w_o = model.h[L].attn.W_O.numpy().astype(np.float64)
             norms = np.zeros_like(pattern)
-            for h in range(model.cfg.n_head):  # the write vector of every pair, then its norm
+            for h in range(model.cfg.n_heads):  # the write vector of every pair, then its norm
                 vo = v[:, :, h, :] @ w_o[h]  # [rows, k, d_model]
                 writes = pattern[:, h, :, :, None] * vo[:, None, :, :]
                 norms[:, h] = np.linalg.norm(writes, axis=-1)

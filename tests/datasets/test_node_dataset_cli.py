@@ -60,7 +60,7 @@ def test_build_ls_and_export_from_the_command_line(parser, capsys, tmp_path):
 
 def test_ensure_organism_dataset_builds_once(tmp_path):
     torch.set_num_threads(1)
-    model = GPT2(GPT2Config(n_layer=1, n_head=2, n_embd=32, n_positions=128, name="organism"))
+    model = GPT2(GPT2Config(n_layers=1, n_heads=2, d_model=32, n_ctx=128, name="organism"))
     model.init_weights(seed=2)
     config = BuildConfig(top_k=3, batch_size=8, random_samples=4)
     path = ensure_organism_dataset(tmp_path, rows=16, config=config, model=model, progress=False)

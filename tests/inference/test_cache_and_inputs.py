@@ -56,13 +56,13 @@ def test_logit_positions_unembed_only_those_positions(small_model):
     with torch.no_grad():
         full = small_model(tokens, mask)
         some = small_model(tokens, mask, logit_positions=positions)
-    assert some.shape == (3, 1, small_model.cfg.vocab_size)
+    assert some.shape == (3, 1, small_model.cfg.d_vocab)
     assert torch.allclose(some[:, 0], full[torch.arange(3), positions], atol=1e-5)
     with pytest.raises(InvalidInputError, match="logit_positions"):
         small_model(tokens, logit_positions=torch.tensor([1, 2]))
     with torch.no_grad():
         final = small_model(tokens, mask, logit_positions=positions, return_final=True)
-        resid = small_model(tokens, mask, stop_at_layer=small_model.cfg.n_layer)
-    assert final.shape == (3, 1, small_model.cfg.n_embd)
+        resid = small_model(tokens, mask, stop_at_layer=small_model.cfg.n_layers)
+    assert final.shape == (3, 1, small_model.cfg.d_model)
     assert torch.allclose(final @ small_model.wte.weight.T, some, atol=1e-5)   # logits = ln_final output · W_U
     assert torch.allclose(final[:, 0], small_model.final_norm(resid[torch.arange(3), positions]), atol=1e-5)

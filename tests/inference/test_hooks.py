@@ -15,7 +15,7 @@ def test_residual_identities_and_per_head_writes(small_model, tokens):
     names = lambda n: not n.endswith(("_input",))  # noqa: E731 - everything but the split q/k/v inputs
     _, cache = small_model.run_with_cache(tokens, names=names)
     attn = small_model.h[0].attn
-    for layer in range(small_model.cfg.n_layer):
+    for layer in range(small_model.cfg.n_layers):
         p = f"blocks.{layer}"
         summed = cache[f"{p}.attn.hook_result"].sum(2) + small_model.h[layer].attn.c_proj.bias
         assert torch.allclose(summed, cache[f"{p}.hook_attn_out"], atol=1e-5)

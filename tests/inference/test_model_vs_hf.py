@@ -44,7 +44,7 @@ def test_residual_stream_matches_hf_hidden_states(gpt2_small_shape_checkpoint):
     hf, directory = gpt2_small_shape_checkpoint
     model = load_model(directory)
     tokens = torch.randint(0, 50257, (1, 16), generator=torch.Generator().manual_seed(2))
-    n = model.cfg.n_layer
+    n = model.cfg.n_layers
     names = [f"blocks.{i}.hook_resid_pre" for i in range(n)] + ["ln_final.hook_normalized"]
     _, cache = model.run_with_cache(tokens, names=names)
     with torch.no_grad():

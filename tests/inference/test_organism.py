@@ -21,7 +21,7 @@ def test_organism_is_a_transformers_checkpoint(organism):
     tokens = torch.tensor([TaskSuite(0).ioi_examples(1)[0].tokens])
     with torch.no_grad():
         assert (hf(tokens).logits - organism(tokens)).abs().max().item() <= 1e-4
-    assert organism.cfg.vocab_size == 50257
+    assert organism.cfg.d_vocab == 50257
 
 
 def test_organism_assets_fit_the_budget():
@@ -46,7 +46,7 @@ def test_acceptance_targets_on_held_out_split(report, metric):
 def test_only_the_never_seen_tokens_share_an_unembedding(organism):
     from mechscope.inference.vocabulary import shared_unembedding_mask
     shared = shared_unembedding_mask(organism)
-    seen = torch.zeros(organism.cfg.vocab_size, dtype=torch.bool)
+    seen = torch.zeros(organism.cfg.d_vocab, dtype=torch.bool)
     seen[TaskSuite(0).vocabulary()] = True
     assert torch.equal(shared, ~seen)
 

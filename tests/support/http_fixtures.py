@@ -35,7 +35,7 @@ def random_sae(point: str, d_in: int, seed: int) -> SparseAutoencoder:
 @pytest.fixture(scope="session")
 def http_engine(small_model):
     from mechscope.activation_server.engine.engine import Engine
-    d = small_model.cfg.n_embd
+    d = small_model.cfg.d_model
     return Engine(small_model, [random_sae(p, d, seed) for seed, p in enumerate(SAE_POINTS)])
 
 
