@@ -14,15 +14,16 @@ from collections.abc import Sequence
 import pydantic_core
 import torch
 
+from mechscope.autoencoders import SAESplice
 from mechscope.inference import GPT2, gpt2_tokenizer
+from mechscope.inference.vocabulary import shared_unembedding_mask
 
 from ..schemas import AttributionRequest, AttributionResult
+from .shared_passes import answers_many
 
 
 class Engine:
     def __init__(self, model: GPT2, saes: Sequence = (), reference_tokens: torch.Tensor | None = None):
-        from mechscope.autoencoders import SAESplice
-
         self.model = model
         self.tokenizer = gpt2_tokenizer()
         self.saes = {}
@@ -73,26 +74,27 @@ class Engine:
         """``[vocab]`` bool, tokens whose unembedding is shared with others (memoised)."""
         with self._lock:
             if self._shared_unembedding is None:
-                from mechscope.inference.vocabulary import shared_unembedding_mask
                 self._shared_unembedding = shared_unembedding_mask(self.model)
             return self._shared_unembedding
 
     # --- requests -------------------------------------------------------------------------------
     def attribute(self, request: AttributionRequest) -> AttributionResult:
-        from .attribution import attribute
-        return attribute(self, request)
+        """The node table (or a trace) for one request; bad input raises its typed error."""
+        (result,) = self.attribute_many([request])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def attribute_many(self, requests: list[AttributionRequest]) -> list[AttributionResult | Exception]:
         """Several independent requests in shared passes; a request with bad input gets its error
         (an :class:`~mechscope.inference.errors.InvalidInputError`) in its slot, and so does one that
         makes the shared pass fail otherwise (the others are then answered alone)."""
-        from .attribution import attribute_many
-        return attribute_many(self, requests)
+        return [a if isinstance(a, Exception) else AttributionResult.model_validate(a)
+                for a in answers_many(self, requests)]
 
     def attribute_many_json(self, requests: list[AttributionRequest]) -> list[bytes | Exception]:
         """:meth:`attribute_many` answered as the JSON of each :class:`AttributionResult`, built
         without making the models (the server's path: the answers only go over the wire)."""
-        from .attribution import answers_many
         return [a if isinstance(a, Exception) else pydantic_core.to_json(a) for a in answers_many(self, requests)]
 
 

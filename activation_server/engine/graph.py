@@ -20,7 +20,7 @@ import torch
 from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.hooks import HookContext
 
-from .attribution import compute_node_tensors
+from .shared_passes import node_tensors
 from ..schemas import (AttributionRequest, GraphEdge, GraphNode, GraphRequest, GraphResult, PromptSpec)
 
 
@@ -56,7 +56,7 @@ def _candidates(t) -> list[_Node]:
     n = t.prepared.lengths[0]
     out: list[_Node] = []
     emb = {}
-    for b in t.blocks:
+    for b in t.groups:
         te, de = b.values["total_effect"][0], b.values["direct_effect"][0]
         if b.kind in ("embedding", "pos_embedding"):
             for p in range(n):
@@ -83,7 +83,7 @@ def attribution_graph(engine, request: GraphRequest) -> GraphResult:
     model = engine.model
     table = AttributionRequest(prompts=[PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)],
                                loss=request.loss, mlp=request.mlp, attention=request.attention, top_k=1)
-    t = compute_node_tensors(engine, table)
+    t = node_tensors(engine, table)
     tokens = gpt2_tokenizer().token_strs(t.prepared.token_ids[0])
     nodes = sorted(_candidates(t), key=lambda x: -abs(x.total))[:request.max_nodes]
     edges = _edges(engine, t, nodes, request)
@@ -208,7 +208,7 @@ def _loss_pass_grads(engine, t, request, sae_points, names):
                                                      *[(nm, keep) for nm in names]],
                       splices=engine.splices(sae_points), logit_positions=torch.tensor(t.loss_positions),
                       return_final=True)
-        s = t.explained.scalar({}, t.explained.read_logits(model, final)).sum()
+        s = t.objective.scalar({}, t.objective.read_logits(model, final)).sum()
         grads = torch.autograd.grad(s, [store[nm] for nm in names], allow_unused=True)
     return {nm: (gr[0] if gr is not None else torch.zeros_like(store[nm][0])) for nm, gr in zip(names, grads)}
 

@@ -18,7 +18,7 @@ import torch
 
 from mechscope.inference import MaskedPatch
 
-from .attribution import compute_node_tensors
+from .shared_passes import node_tensors
 from .objective import loss_scalar
 from ..schemas import AttributionRequest
 
@@ -26,9 +26,9 @@ ROWS_PER_PASS = 128
 
 
 def linear_head_effects(engine, request: AttributionRequest) -> torch.Tensor:
-    t = compute_node_tensors(engine, request)
+    t = node_tensors(engine, request)
     return torch.stack([torch.nan_to_num(b.values["total_effect"][0]).sum((1, 2))
-                        for b in t.blocks if b.kind == "attn_head"])
+                        for b in t.groups if b.kind == "attn_head"])
 
 
 def _setup(engine, request: AttributionRequest):

@@ -8,7 +8,7 @@ from mechscope.inference import gpt2_tokenizer
 
 from ..errors import RequestError
 from .interventions import validate_node
-from .node_table import predictions
+from .predictions import predictions
 from .prompts import prepare_prompts, single_token_ids
 from ..schemas import (LensLayer, LogitLensRequest, LogitLensResult, NodeRef, PromptSpec, TokenEffect,
                       WriteTokensResult)

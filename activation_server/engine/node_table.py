@@ -16,71 +16,19 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 
-from mechscope.inference import gpt2_tokenizer
-
 from .json_floats import float32_list
 from .prompts import PreparedPrompts
+from .top_k import row_top_k
 
 COLUMNS = ("activation", "write_magnitude", "direct_effect", "total_effect")
 SUMMARY_TARGETS = ("embeddings", "mlp", "attention_by_query", "attention_by_key")
-_CHUNK = 64       # elements per chunk in :func:`row_top_k`
-
-
-class TopK(NamedTuple):
-    """What :func:`row_top_k` returns, as ``torch.topk`` does."""
-
-    values: torch.Tensor      # [rows, k], best first
-    indices: torch.Tensor     # [rows, k]
-
-
-def _first_best(x: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
-    """``[rows, k]``: the indices of each row's ``k`` best elements, where values tie at the k-th
-    best the lowest indices, in ascending index order."""
-    top = x.topk(k, dim=1, largest=largest)
-    kth = top.values[:, -1:]
-    tied = x == kth
-    if bool((tied.sum(1, keepdim=True) == (top.values == kth).sum(1, keepdim=True)).all()):
-        return top.indices.sort(dim=1).values     # no row has a tie across the k-th place: one answer
-    better = x > kth if largest else x < kth
-    keep = better | (tied & (tied.cumsum(1) <= k - better.sum(1, keepdim=True)))
-    return keep.nonzero()[:, 1].view(x.shape[0], k)
-
-
-def row_top_k(x: torch.Tensor, k: int, largest: bool = True) -> TopK:
-    """The ``k`` best elements of each row of a ``[rows, n]`` tensor without NaN, best first, tied
-    values in index order: the first ``k`` of a stable sort. (``torch.topk`` leaves the order of
-    ties open; a fixed one keeps a request's nodes the same whether its prompts share a batch,
-    padded wider, or not.)
-
-    torch's CPU top-k copies each row into a buffer of (value, index) pairs, four times the row's
-    bytes, and sorts that; for the 38k nodes or 50k tokens of a row this costs more than reading it.
-    Instead the row's ``_CHUNK``-element chunks' maxima (minima) are ranked, and only the k best
-    chunks plus the short tail after the last whole chunk are searched. Exact: an element better
-    than the k-th best value lies in a chosen chunk (else the k chosen chunks' maxima and it would
-    be k + 1 better elements), and the chosen chunks (the lowest-numbered where their maxima tie)
-    hold the k-th best value's lowest-index occurrences."""
-    rows, n = x.shape
-    k = min(k, n)
-    whole = n // _CHUNK
-    if whole < 4 * k:
-        index = _first_best(x, k, largest)
-    else:
-        by_chunk = x[:, :whole * _CHUNK].reshape(rows, whole, _CHUNK)
-        chunks = _first_best(by_chunk.amax(2) if largest else by_chunk.amin(2), k, largest)      # [rows, k]
-        index = (chunks.unsqueeze(2) * _CHUNK + torch.arange(_CHUNK)).reshape(rows, k * _CHUNK)
-        if n > whole * _CHUNK:
-            index = torch.cat([index, torch.arange(whole * _CHUNK, n).expand(rows, -1)], dim=1)
-        index = index.gather(1, _first_best(x.gather(1, index), k, largest))
-    values, order = x.gather(1, index).sort(dim=1, descending=largest, stable=True)
-    return TopK(values, index.gather(1, order))
 
 
 @dataclasses.dataclass
-class Block:
+class NodeGroup:
     """All nodes of one component type in one layer, as ``[batch, *shape]`` value tensors.
 
     ``shape`` is (pos, index) for neurons/latents, (head, query, key) for heads, (pos,) for
@@ -102,59 +50,59 @@ class Block:
 
     @functools.cached_property
     def key_prefix(self) -> str:
-        """What every node key of the block starts with (see :func:`node_key`)."""
+        """What every node key of the group starts with (see :func:`node_key`)."""
         return ":".join([self.kind] + ([f"L{self.layer}"] if self.layer is not None else []) + ([self.sae] if self.sae else []))
 
     @property
     def indexed(self) -> bool:
-        """Do the block's node keys name an index (a head, neuron or latent)?"""
+        """Do the group's node keys name an index (a head, neuron or latent)?"""
         return self.kind in ("attn_head", "mlp_neuron", "sae_latent")
 
-    def rows(self, rows: slice) -> "Block":
+    def rows(self, rows: slice) -> "NodeGroup":
         """The same nodes on a slice of the batch."""
         prob = self.attention_prob[rows] if self.attention_prob is not None else None
-        return Block(self.kind, self.layer, self.sae, {c: v[rows] for c, v in self.values.items()}, prob)
+        return NodeGroup(self.kind, self.layer, self.sae, {c: v[rows] for c, v in self.values.items()}, prob)
 
 
-def node_key(block: Block, index: int, slot_q: int, slot_k: int | None) -> str:
+def node_key(group: NodeGroup, index: int, slot_q: int, slot_k: int | None) -> str:
     """``kind[:L<layer>][:<sae>][:#<index>]:@<slot>[:k<key slot>]``, e.g. ``attn_head:L2:#1:@-1:k4``."""
-    key = f"{block.key_prefix}:#{index}:@{slot_q}" if block.indexed else f"{block.key_prefix}:@{slot_q}"
+    key = f"{group.key_prefix}:#{index}:@{slot_q}" if group.indexed else f"{group.key_prefix}:@{slot_q}"
     return key if slot_k is None else f"{key}:k{slot_k}"
 
 
 class _Flat:
-    """Every block's values side by side: ``columns[c]`` is ``[batch, nodes]`` over all blocks."""
+    """Every group's values side by side: ``columns[c]`` is ``[batch, nodes]`` over all groups."""
 
-    def __init__(self, blocks: Sequence[Block], batch: int):
-        self.blocks = blocks
-        sizes = [b.size for b in blocks]
+    def __init__(self, groups: Sequence[NodeGroup], batch: int):
+        self.groups = groups
+        sizes = [b.size for b in groups]
         self.offsets = torch.tensor([0, *itertools.accumulate(sizes)])
-        self.columns = {c: torch.cat([b.values[c].reshape(batch, -1) for b in blocks], dim=1) for c in COLUMNS}
+        self.columns = {c: torch.cat([b.values[c].reshape(batch, -1) for b in groups], dim=1) for c in COLUMNS}
         nan = float("nan")
         self.attention_prob = torch.cat([
             b.attention_prob.reshape(batch, -1) if b.attention_prob is not None
-            else torch.full((batch, b.size), nan) for b in blocks], dim=1)
-        # per block: 0 = (pos,), 1 = (pos, index), 2 = (head, query, key); and its last two dims
-        self.layout = torch.tensor([2 if b.kind == "attn_head" else len(b.shape) - 1 for b in blocks])
-        self.dim1 = torch.tensor([b.shape[1] if len(b.shape) > 1 else 1 for b in blocks])
-        self.dim2 = torch.tensor([b.shape[2] if len(b.shape) > 2 else 1 for b in blocks])
+            else torch.full((batch, b.size), nan) for b in groups], dim=1)
+        # per group: 0 = (pos,), 1 = (pos, index), 2 = (head, query, key); and its last two dims
+        self.layout = torch.tensor([2 if b.kind == "attn_head" else len(b.shape) - 1 for b in groups])
+        self.dim1 = torch.tensor([b.shape[1] if len(b.shape) > 1 else 1 for b in groups])
+        self.dim2 = torch.tensor([b.shape[2] if len(b.shape) > 2 else 1 for b in groups])
 
     def locate(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(block id, node index, position/query, key or -1) of global flat indices."""
-        bid = torch.searchsorted(self.offsets, flat, right=True) - 1
-        local = flat - self.offsets[bid]
-        layout, d1, d2 = self.layout[bid], self.dim1[bid], self.dim2[bid]
+        """(group id, node index, position/query, key or -1) of global flat indices."""
+        gid = torch.searchsorted(self.offsets, flat, right=True) - 1
+        local = flat - self.offsets[gid]
+        layout, d1, d2 = self.layout[gid], self.dim1[gid], self.dim2[gid]
         head_rest, key = local // d2, local % d2
         index = torch.where(layout == 2, head_rest // d1, torch.where(layout == 1, local % d1, 0))
         pos = torch.where(layout == 2, head_rest % d1, torch.where(layout == 1, local // d1, local))
         key = torch.where(layout == 2, key, -1)
-        return bid, index, pos, key
+        return gid, index, pos, key
 
-    def flat_index(self, bid: torch.Tensor, index: torch.Tensor, pos: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    def flat_index(self, gid: torch.Tensor, index: torch.Tensor, pos: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`locate`."""
-        layout, d1, d2 = self.layout[bid], self.dim1[bid], self.dim2[bid]
+        layout, d1, d2 = self.layout[gid], self.dim1[gid], self.dim2[gid]
         local = torch.where(layout == 2, (index * d1 + pos) * d2 + key, torch.where(layout == 1, pos * d1 + index, pos))
-        return self.offsets[bid] + local
+        return self.offsets[gid] + local
 
 
 def _slot_table(prepared: PreparedPrompts) -> torch.Tensor:
@@ -165,7 +113,7 @@ def _slot_table(prepared: PreparedPrompts) -> torch.Tensor:
     return table
 
 
-Node = tuple[int, int, int, "int | None"]      # (block id, index, slot_q, slot_k)
+Node = tuple[int, int, int, "int | None"]      # (group id, index, slot_q, slot_k)
 
 
 def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k: int) -> list[dict[int, list[Node]]]:
@@ -185,13 +133,13 @@ def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k:
         by_column.append(range(len(ends), len(ends) + len(column_ends)))
         ends += column_ends
     found = torch.stack([e.values > -math.inf for e in ends]).tolist()
-    bid, index, pos, key = flat.locate(torch.stack([e.indices for e in ends]))      # [ends, prompts, k]
+    gid, index, pos, key = flat.locate(torch.stack([e.indices for e in ends]))      # [ends, prompts, k]
     slots = _slot_table(prepared)
     slot_q = slots[prompt[:, None], pos]
     slot_k = torch.where(key >= 0, slots[prompt[:, None], key.clamp(min=0)], 0)
-    bid, index, slot_q, slot_k, has_key = (t.tolist() for t in (bid, index, slot_q, slot_k, key >= 0))
+    gid, index, slot_q, slot_k, has_key = (t.tolist() for t in (gid, index, slot_q, slot_k, key >= 0))
     return [{p: [(b, i, q, kk if with_key else None) for e in column
-                 for b, i, q, kk, with_key, ok in zip(bid[e][r], index[e][r], slot_q[e][r], slot_k[e][r],
+                 for b, i, q, kk, with_key, ok in zip(gid[e][r], index[e][r], slot_q[e][r], slot_k[e][r],
                                                       has_key[e][r], found[e][r]) if ok]
              for r, p in enumerate(prompts)} for column in by_column]
 
@@ -218,12 +166,12 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
     """For each request (its prompts' rows of the batch) and its selected nodes: the node table, one
     row per node with its values on each of the request's prompts (None where the node does not exist
     there), most total effect (on any of them) first. One gather reads every request's values."""
-    blocks = flat.blocks
+    groups = flat.groups
     slot_pos = [{s: pos for pos, s in enumerate(slots)} for slots in prepared.slots]
-    located, gather = [], []      # gather: (prompt, block id, index, pos, key or -1) of each value read
+    located, gather = [], []      # gather: (prompt, group id, index, pos, key or -1) of each value read
     for rows, nodes in zip(requests, selected):
         request_spots = []
-        for bid, index, slot_q, slot_k in nodes:
+        for gid, index, slot_q, slot_k in nodes:
             spots = []
             for i in rows:
                 q = slot_pos[i].get(slot_q)
@@ -232,7 +180,7 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
                     spots.append((q, k, None))
                     continue
                 spots.append((q, k, len(gather)))
-                gather.append((i, bid, index, q, -1 if k is None else k))
+                gather.append((i, gid, index, q, -1 if k is None else k))
             request_spots.append(spots)
         located.append(request_spots)
     i_t, *where = torch.tensor(gather, dtype=torch.long).reshape(-1, 5).unbind(1)
@@ -242,8 +190,8 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
     tables = []
     for nodes, request_spots in zip(selected, located):
         rows = []
-        for (bid, index, slot_q, slot_k), spots in zip(nodes, request_spots):
-            block = blocks[bid]
+        for (gid, index, slot_q, slot_k), spots in zip(nodes, request_spots):
+            group = groups[gid]
             values, best = [], 0.0
             for q, k, g in spots:
                 if g is None or missing[g]:
@@ -254,36 +202,36 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
                 values.append({"activation": act, "write_magnitude": write, "direct_effect": direct,
                                "total_effect": total, "attention_prob": None if math.isnan(prob) else prob})
             rows.append((-best, {
-                "key": node_key(block, index, slot_q, slot_k), "kind": block.kind, "layer": block.layer,
-                "index": index, "sae": block.sae, "positions": [q for q, _, _ in spots],
-                "key_positions": [k for _, k, _ in spots] if block.kind == "attn_head" else None, "values": values}))
+                "key": node_key(group, index, slot_q, slot_k), "kind": group.kind, "layer": group.layer,
+                "index": index, "sae": group.sae, "positions": [q for q, _, _ in spots],
+                "key_positions": [k for _, k, _ in spots] if group.kind == "attn_head" else None, "values": values}))
         rows.sort(key=lambda r: r[0])
         tables.append([row for _, row in rows])
     return tables
 
 
-def node_tables(blocks: Sequence[Block], prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]
+def node_tables(groups: Sequence[NodeGroup], prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]
                 ) -> list[list[dict]]:
     """The rows of each attribution answer's ``nodes`` (:class:`~.schemas.NodeRow`'s fields) for
     requests sharing a batch (each: its prompts' rows and its top-k): each column's top (and bottom)
     k per prompt, unioned over the request's prompts. The tensor work runs once for the batch."""
-    flat = _Flat(blocks, prepared.batch)
+    flat = _Flat(groups, prepared.batch)
     return node_rows(flat, prepared, [rows for rows, _ in requests], select_nodes(flat, prepared, requests))
 
 
-def node_table(blocks: Sequence[Block], prepared: PreparedPrompts, top_k: int) -> list[dict]:
+def node_table(groups: Sequence[NodeGroup], prepared: PreparedPrompts, top_k: int) -> list[dict]:
     """:func:`node_tables` for one request whose prompts are the whole batch."""
-    return node_tables(blocks, prepared, [(range(prepared.batch), top_k)])[0]
+    return node_tables(groups, prepared, [(range(prepared.batch), top_k)])[0]
 
 
-def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: list[list[str]]
+def token_summaries(groups: Sequence[NodeGroup], prepared: PreparedPrompts, tokens: list[list[str]]
                     ) -> list[list[dict]]:
     """Per prompt, per token (``tokens``: each prompt's token strings): the sums of total (and
     direct) effects by component type."""
     shape = (prepared.batch, prepared.width)
     sums = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
     direct = {t: torch.zeros(shape) for t in SUMMARY_TARGETS}
-    for b in blocks:
+    for b in groups:
         te, de = b.values["total_effect"], b.values["direct_effect"]      # NaN where no node: sums skip it
         if b.kind == "attn_head":          # [batch, head, query, key]
             parts = {"attention_by_query": (te.nansum((1, 3)), de.nansum((1, 3))),
@@ -304,53 +252,3 @@ def token_summaries(blocks: Sequence[Block], prepared: PreparedPrompts, tokens: 
     columns = dict(zip(names, float32_list(torch.stack([*sums.values(), *direct.values()]))))
     return [[{"token": tokens[i][p], **{name: v[i][p] for name, v in columns.items()}} for p in range(n)]
             for i, n in enumerate(prepared.lengths)]
-
-
-def predictions(logits: torch.Tensor, extra: Sequence[Sequence[int]] | None = None, k: int = 10
-                ) -> list[tuple[list, list, list]]:
-    """Per row of ``logits`` ``[batch, vocab]``: its top and bottom ``k`` next tokens and its
-    ``extra`` ones (a list of token ids per row), as prediction dicts; rank 1 = highest logit (tied
-    tokens share the best rank among them)."""
-    logits = logits.float()
-    batch, vocab = logits.shape
-    k = min(k, vocab)
-    # rank = 1 + the number of strictly larger logits, counted without a pass over the vocabulary
-    # where the top/bottom k already tell it
-    top_logits, top_ids = row_top_k(logits, k)                                    # descending
-    # every logit above a top-k logit is in the top k: 1 + the first position of its value
-    top_ranks = (top_logits.unsqueeze(2) == top_logits.unsqueeze(1)).to(torch.uint8).argmax(2) + 1
-    bottom_logits, bottom_ids = row_top_k(logits, k, largest=False)                   # ascending
-    extra = [list(e) for e in extra] if extra is not None else [[] for _ in range(batch)]
-    if len(extra) != batch:
-        raise ValueError(f"{len(extra)} lists of extra tokens for {batch} rows of logits")
-    n_extra = max(map(len, extra), default=0)     # rows with fewer repeat their first (cut below)
-    extra_ids = torch.tensor([e + e[:1] * (n_extra - len(e)) if e else [0] * n_extra for e in extra],
-                             dtype=torch.long).reshape(batch, n_extra)
-    extra_logits = logits.gather(1, extra_ids)
-    # full counts only for the extra tokens and the bottom k's largest value (ties at that value
-    # may reach beyond the bottom k; below it, every smaller-or-equal logit is in the bottom k)
-    counted = torch.cat([bottom_logits[:, -1:], extra_logits], dim=1)
-    # x > c exactly when x - c > 0 (finite floats: the difference of unequal ones is never 0), so
-    # the count is a sum of signs, in float32 (exact below 2**24): a third of comparing and summing
-    # booleans; two rows at a time, so that the [rows, 1 + extra, vocab] differences stay in cache
-    # (for 8 rows at once they do not, and the subtraction alone took 15 times as long as for 2)
-    larger = torch.cat([(rows.unsqueeze(1) - c.unsqueeze(2)).clamp_(min=0).sign_().sum(2)
-                        for rows, c in zip(logits.split(2), counted.split(2))]).long()      # [batch, 1 + extra]
-    at_most = (bottom_logits.unsqueeze(1) <= bottom_logits.unsqueeze(2)).sum(2)   # within the bottom k
-    boundary = bottom_logits == bottom_logits[:, -1:]
-    bottom_ranks = torch.where(boundary, larger[:, :1], vocab - at_most) + 1
-    ids = torch.cat([top_ids, bottom_ids, extra_ids], dim=1)
-    chosen = torch.cat([top_logits, bottom_logits, extra_logits], dim=1)
-    ranks = torch.cat([top_ranks, bottom_ranks, larger[:, 1:] + 1], dim=1)
-    top1 = top_logits[:, :1]     # subtracted before exp as log_softmax does, for the same rounding
-    probs = ((chosen - top1) - (logits - top1).exp().sum(-1, keepdim=True).log()).exp()
-    tok = gpt2_tokenizer()
-    out = []
-    chosen_logits, chosen_probs = float32_list(torch.stack([chosen, probs]))
-    for row_extra, row_ids, row_logits, row_probs, row_ranks in zip(extra, ids.tolist(), chosen_logits,
-                                                                    chosen_probs, ranks.tolist()):
-        used = 2 * k + len(row_extra)
-        preds = [{"token": s, "token_id": t, "logit": x, "prob": p, "rank": r}
-                 for s, t, x, p, r in zip(tok.token_strs(row_ids[:used]), row_ids, row_logits, row_probs, row_ranks)]
-        out.append((preds[:k], preds[k:2 * k], preds[2 * k:]))
-    return out

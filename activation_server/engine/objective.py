@@ -1,7 +1,8 @@
-"""What a node table explains: the loss, or one traced node.
+"""What a node table explains — its *objective* (TDB: the direction of interest): the loss, or one
+traced node (README: Glossary).
 
-An :class:`Explained` says which scalar to differentiate (one per prompt), which hooks the pass
-needs (frozen LayerNorm scales, detached query/key sides), where the explained scalar *reads* the
+An :class:`Objective` says which scalar to differentiate (one per prompt), which hooks the pass
+needs (frozen LayerNorm scales, detached query/key sides), where the objective scalar *reads* the
 residual stream (direct effects are write vectors dotted with the gradient there), and which
 components can appear upstream of it.
 """
@@ -23,7 +24,7 @@ def _detach(x, ctx):
 
 
 @dataclasses.dataclass
-class Explained:
+class Objective:
     description: str
     hooks: list[tuple[str, Callable]]           # extra forward hooks (freeze / detach)
     capture: list[str]                           # activations the scalar needs
@@ -50,17 +51,17 @@ class Explained:
             return model.unembed(final)
         return final @ model.W_U[:, list(self.logit_columns)]
 
-    def direct_writer(self, kind: str, layer: int | None) -> bool:
+    def writes_directly(self, kind: str, layer: int | None) -> bool:
         """Does a component of this kind/layer write straight into the read space?"""
         if self.read_space == "resid":
-            return self.upstream(kind, layer)
+            return self.is_upstream(kind, layer)
         if kind in ("embedding", "pos_embedding") or layer != self.max_layer:
             return False
         if self.read_space in ("mlp_out", "mlp_post"):
             return kind in ("mlp_neuron",) or kind == "mlp_sae"
         return kind in ("attn_head",)
 
-    def upstream(self, kind: str, layer: int | None) -> bool:
+    def is_upstream(self, kind: str, layer: int | None) -> bool:
         if layer is None:
             return True
         if layer < self.max_layer:
@@ -129,12 +130,12 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor, columns: tuple[int, ...
     return kl, f"KL(prompt {ref} || prompt) of the next-token distribution"
 
 
-def loss_explained(model, prepared: PreparedPrompts, loss: LossSpec) -> Explained:
+def loss_objective(model, prepared: PreparedPrompts, loss: LossSpec) -> Objective:
     n = model.cfg.n_layers
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
     columns = logit_columns(loss)
     fn, what = loss_scalar(loss, torch.tensor(0), columns)  # the pass unembeds only the loss positions
-    return Explained(
+    return Objective(
         description=f"loss: {what} at position {loss.position}",
         hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
@@ -169,66 +170,86 @@ def logit_diff_constant(model, loss: LossSpec) -> float:
 
 
 # --- traced nodes -------------------------------------------------------------------------------
-def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
-                    downstream_grad: torch.Tensor | None = None) -> Explained:
-    """``downstream_grad`` (value traces only): the gradient ``[batch, pos, d_model]`` of the
+def trace_objective(model, prepared: PreparedPrompts, trace: TraceSpec,
+                    downstream_grad: torch.Tensor | None = None) -> Objective:
+    """The objective of tracing ``trace.node`` upstream: a neuron's or latent's pre-activation, or
+    a head's attention logit (through its query, key or both) or its write through its value.
+    ``downstream_grad`` (value traces only): the gradient ``[batch, pos, d_model]`` of the
     downstream node — or the loss — at the head's layer's attention output."""
     node, through = trace.node, trace.through
-    field = "trace.node"
-    qs, ks = _resolve_node_positions(prepared, node, field)
-    rows = torch.arange(prepared.batch)
-    q_t = torch.tensor(qs)
-    L = node.layer
-    if node.kind == "mlp_neuron":
+    qs, ks = _resolve_node_positions(prepared, node, "trace.node")
+    if node.kind in ("mlp_neuron", "sae_latent"):
         if through != "pre":
-            raise RequestError("an MLP neuron is traced through its pre-activation ('pre')", field="trace.through")
-        hook = f"blocks.{L}.mlp.hook_pre"
-        return Explained(
-            description=f"pre-activation of neuron {node.index} in layer {L} at position {node.position}",
-            hooks=[(f"blocks.{L}.ln2.hook_scale", _detach)], capture=[hook], read_hook=f"blocks.{L}.hook_resid_mid",
-            read_space="resid", max_layer=L, include_mlp_at_max=False, include_attn_at_max=True,
-            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, logit_columns=())
-    if node.kind == "sae_latent":
-        if through != "pre":
-            raise RequestError("an SAE latent is traced through its pre-activation ('pre')", field="trace.through")
-        point = node.sae
-        space = "attn_out" if point.endswith("hook_attn_out") else "mlp_post" if point.endswith("mlp.hook_post") \
-            else "mlp_out" if point.endswith("hook_mlp_out") else None
-        if space is None:
-            raise RequestError(f"tracing latents of an SAE at {point!r} is not supported (MLP and attention SAEs are)",
-                               field="trace.node.sae")
-        hook = f"{point}.hook_sae_acts_pre"
-        return Explained(
-            description=f"pre-activation of latent {node.index} of the SAE at {point} at position {node.position}",
-            hooks=[], capture=[hook], read_hook=f"{point}.hook_sae_input", read_space=space, max_layer=L,
-            include_mlp_at_max=space != "attn_out", include_attn_at_max=True,
-            scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, splice_points=[point], logit_columns=())
+            what = "an MLP neuron" if node.kind == "mlp_neuron" else "an SAE latent"
+            raise RequestError(f"{what} is traced through its pre-activation ('pre')", field="trace.through")
+        return _neuron_trace(node, qs) if node.kind == "mlp_neuron" else _latent_trace(node, qs)
     if node.kind != "attn_head":
         raise RequestError(f"{node.kind} nodes cannot be traced (neurons, latents and heads can)", field="trace.node.kind")
     if node.key_position is None:
         raise RequestError("tracing a head needs key_position (the (query, key) pair to explain)",
                            field="trace.node.key_position")
-    k_t = torch.tensor(ks)
-    h = node.index
-    base = dict(read_hook=f"blocks.{L}.hook_resid_pre", read_space="resid", max_layer=L,
-                include_mlp_at_max=False, include_attn_at_max=False, positions=qs, logit_columns=())
-    freeze_ln = (f"blocks.{L}.ln1.hook_scale", _detach)
     if through in ("q", "k", "qk"):
-        hook = f"blocks.{L}.attn.hook_attn_scores"
-        hooks = [freeze_ln]
-        if through == "q":
-            hooks.append((f"blocks.{L}.attn.hook_k", _detach))
-        elif through == "k":
-            hooks.append((f"blocks.{L}.attn.hook_q", _detach))
-        side = {"q": "query", "k": "key", "qk": "query and key"}[through]
-        return Explained(
-            description=f"attention logit of head {h} in layer {L} from {node.position} to {node.key_position} "
-                        f"through the {side}",
-            hooks=hooks, capture=[hook], scalar=lambda c, logits: c[hook][rows, h, q_t, k_t], **base)
+        return _attention_logit_trace(node, through, qs, ks)
     if through != "v":
         raise RequestError(f"a head is traced through 'q', 'k', 'qk' or 'v', not {through!r}", field="trace.through")
     if downstream_grad is None:
         raise AssertionError("tracing through the value needs the downstream gradient")
+    return _value_trace(model, trace, qs, ks, downstream_grad)
+
+
+def _neuron_trace(node: NodeRef, qs: list[int]) -> Objective:
+    L, rows, q_t = node.layer, torch.arange(len(qs)), torch.tensor(qs)
+    hook = f"blocks.{L}.mlp.hook_pre"
+    return Objective(
+        description=f"pre-activation of neuron {node.index} in layer {L} at position {node.position}",
+        hooks=[(f"blocks.{L}.ln2.hook_scale", _detach)], capture=[hook], read_hook=f"blocks.{L}.hook_resid_mid",
+        read_space="resid", max_layer=L, include_mlp_at_max=False, include_attn_at_max=True,
+        scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, logit_columns=())
+
+
+def _latent_trace(node: NodeRef, qs: list[int]) -> Objective:
+    rows, q_t, point = torch.arange(len(qs)), torch.tensor(qs), node.sae
+    space = "attn_out" if point.endswith("hook_attn_out") else "mlp_post" if point.endswith("mlp.hook_post") \
+        else "mlp_out" if point.endswith("hook_mlp_out") else None
+    if space is None:
+        raise RequestError(f"tracing latents of an SAE at {point!r} is not supported (MLP and attention SAEs are)",
+                           field="trace.node.sae")
+    hook = f"{point}.hook_sae_acts_pre"
+    return Objective(
+        description=f"pre-activation of latent {node.index} of the SAE at {point} at position {node.position}",
+        hooks=[], capture=[hook], read_hook=f"{point}.hook_sae_input", read_space=space, max_layer=node.layer,
+        include_mlp_at_max=space != "attn_out", include_attn_at_max=True,
+        scalar=lambda c, logits: c[hook][rows, q_t, node.index], positions=qs, splice_points=[point], logit_columns=())
+
+
+def _head_base(node: NodeRef, qs: list[int]) -> dict:
+    """What every head trace shares: it reads the residual stream before the head's layer."""
+    L = node.layer
+    return dict(read_hook=f"blocks.{L}.hook_resid_pre", read_space="resid", max_layer=L,
+                include_mlp_at_max=False, include_attn_at_max=False, positions=qs, logit_columns=())
+
+
+def _attention_logit_trace(node: NodeRef, through: str, qs: list[int], ks: list[int | None]) -> Objective:
+    L, h, rows = node.layer, node.index, torch.arange(len(qs))
+    q_t, k_t = torch.tensor(qs), torch.tensor(ks)
+    hook = f"blocks.{L}.attn.hook_attn_scores"
+    hooks = [(f"blocks.{L}.ln1.hook_scale", _detach)]
+    if through == "q":
+        hooks.append((f"blocks.{L}.attn.hook_k", _detach))
+    elif through == "k":
+        hooks.append((f"blocks.{L}.attn.hook_q", _detach))
+    side = {"q": "query", "k": "key", "qk": "query and key"}[through]
+    return Objective(
+        description=f"attention logit of head {h} in layer {L} from {node.position} to {node.key_position} "
+                    f"through the {side}",
+        hooks=hooks, capture=[hook], scalar=lambda c, logits: c[hook][rows, h, q_t, k_t], **_head_base(node, qs))
+
+
+def _value_trace(model, trace: TraceSpec, qs: list[int], ks: list[int | None], downstream_grad: torch.Tensor
+                 ) -> Objective:
+    node = trace.node
+    L, h, rows = node.layer, node.index, torch.arange(len(qs))
+    q_t, k_t = torch.tensor(qs), torch.tensor(ks)
     g_q = downstream_grad[rows, q_t]   # [batch, d_model]
     pattern_hook, v_hook = f"blocks.{L}.attn.hook_pattern", f"blocks.{L}.attn.hook_v"
     W_O = model.h[L].attn.W_O[h]      # [d_head, d_model]
@@ -238,8 +259,10 @@ def trace_explained(model, prepared: PreparedPrompts, trace: TraceSpec,
         v = c[v_hook][rows, k_t, h]    # [batch, d_head]
         return p * ((v @ W_O) * g_q).sum(-1)
 
-    down = "the loss" if trace.downstream is None else f"{trace.downstream.kind} {trace.downstream.index} (layer {trace.downstream.layer})"
-    return Explained(
+    down = trace.downstream
+    down = "the loss" if down is None else f"{down.kind} {down.index} (layer {down.layer})"
+    return Objective(
         description=f"write of head {h} in layer {L} from {node.position} to {node.key_position} through the value, "
                     f"projected on the gradient of {down}",
-        hooks=[freeze_ln], capture=[pattern_hook, v_hook], scalar=scalar, **base)
+        hooks=[(f"blocks.{L}.ln1.hook_scale", _detach)], capture=[pattern_hook, v_hook], scalar=scalar,
+        **_head_base(node, qs))

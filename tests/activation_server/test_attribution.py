@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mechscope.activation_server.engine.attribution import compute_node_tensors
+from mechscope.activation_server.engine.shared_passes import node_tensors
 from mechscope.activation_server.errors import RequestError
 from mechscope.activation_server.schemas import (AttributionRequest, LossSpec, NodeIntervention, NodeRef, PromptSpec,
                                                  TraceSpec)
@@ -21,13 +21,13 @@ def _request(*prompts, **kw):
 
 
 def _closure(t):
-    return [float(sum(torch.nansum(b.values["direct_effect"][i]) for b in t.blocks) + t.bias_direct[i])
+    return [float(sum(torch.nansum(b.values["direct_effect"][i]) for b in t.groups) + t.bias_direct[i])
             for i in range(t.prepared.batch)]
 
 
 @pytest.mark.parametrize("mlp,attention", [("neurons", "heads"), ("latents", "latents"), ("latents", "heads")])
 def test_direct_effects_sum_to_the_logit_difference(engine, mlp, attention):
-    t = compute_node_tensors(engine, _request(IOI, "When Mary and John went, John gave a drink to",
+    t = node_tensors(engine, _request(IOI, "When Mary and John went, John gave a drink to",
                                               mlp=mlp, attention=attention))
     for total, loss in zip(_closure(t), t.scalars.tolist()):
         assert abs(total - loss) <= 1e-4
@@ -37,12 +37,12 @@ def test_closure_on_gpt2_small_shape(gpt2_small_shape_checkpoint):
     from mechscope.activation_server.engine.engine import Engine
     from mechscope.inference import load_model
     eng = Engine(load_model(gpt2_small_shape_checkpoint[1]), reference_tokens=torch.zeros(1, 4, dtype=torch.long))
-    t = compute_node_tensors(eng, _request(IOI))
+    t = node_tensors(eng, _request(IOI))
     assert abs(_closure(t)[0] - float(t.scalars[0])) <= 1e-4
 
 
 def test_logit_difference_is_the_real_one(engine, small_model):
-    t = compute_node_tensors(engine, _request(IOI))
+    t = node_tensors(engine, _request(IOI))
     from mechscope.inference import gpt2_tokenizer
     tok = gpt2_tokenizer()
     logits = small_model(torch.tensor([tok.encode(IOI)]))[0, -1]
@@ -59,13 +59,13 @@ def _frozen_loss(model, tokens, scale, interventions):
 
 def test_total_effects_match_finite_differences(engine, small_model):
     from mechscope.inference import gpt2_tokenizer
-    t = compute_node_tensors(engine, _request(IOI))
+    t = node_tensors(engine, _request(IOI))
     tokens = torch.tensor([gpt2_tokenizer().encode(IOI)])
     _, cache = small_model.run_with_cache(tokens, names=["ln_final.hook_scale", "blocks.1.mlp.hook_post",
                                                          "blocks.0.attn.hook_pattern"])
     scale = cache["ln_final.hook_scale"]
     eps = 1e-2
-    neurons = next(b for b in t.blocks if b.kind == "mlp_neuron" and b.layer == 1)
+    neurons = next(b for b in t.groups if b.kind == "mlp_neuron" and b.layer == 1)
     for pos, n in [(13, 5), (13, 77), (9, 200)]:
         a = float(cache["blocks.1.mlp.hook_post"][0, pos, n])
         up = _frozen_loss(small_model, tokens, scale, [SetActivation("blocks.1.mlp.hook_post", pos=pos, index=n, value=a + eps)])
@@ -73,7 +73,7 @@ def test_total_effects_match_finite_differences(engine, small_model):
         fd = (up - down) / (2 * eps)
         assert neurons.values["total_effect"][0, pos, n].item() == pytest.approx(a * fd, abs=2e-5, rel=1e-3)
     # a head's (query, key) pair: total effect = p * dL/dp with the pattern entry scaled
-    heads = next(b for b in t.blocks if b.kind == "attn_head" and b.layer == 0)
+    heads = next(b for b in t.groups if b.kind == "attn_head" and b.layer == 0)
     p = cache["blocks.0.attn.hook_pattern"]
     h, q, k = 2, 13, 4
     scaled = [p.clone(), p.clone()]

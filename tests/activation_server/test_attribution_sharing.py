@@ -93,9 +93,9 @@ def test_a_bad_request_is_an_error_in_its_json_slot(engine):
 def test_an_unexpected_failure_of_the_shared_pass_fails_only_the_request_that_causes_it(engine, monkeypatch):
     # A bug that one request triggers (here: building the answer of the request with top_k 13
     # raises a RuntimeError) must not take the requests sharing its pass down with it.
-    from mechscope.activation_server.engine import attribution
+    from mechscope.activation_server.engine import shared_passes
 
-    real_answers = attribution._answers
+    real_answers = shared_passes._answers
 
     def answers(shared):
         if any(m.request.top_k == 13 for m in shared.members):
@@ -104,7 +104,7 @@ def test_an_unexpected_failure_of_the_shared_pass_fails_only_the_request_that_ca
 
     requests = [AttributionRequest(prompts=[PromptSpec(text=IOI)], loss=LOSS, top_k=k) for k in (4, 13, 6)]
     alone = [engine.attribute(requests[0]), None, engine.attribute(requests[2])]
-    monkeypatch.setattr(attribution, "_answers", answers)
+    monkeypatch.setattr(shared_passes, "_answers", answers)
     out = engine.attribute_many(requests)
     assert isinstance(out[1], RuntimeError) and str(out[1]) == "boom"
     assert_same_attribution(out[0], alone[0])

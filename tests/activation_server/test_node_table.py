@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from mechscope.activation_server.engine.node_table import COLUMNS, Block, node_table, node_tables, predictions, row_top_k
+from mechscope.activation_server.engine.node_table import COLUMNS, NodeGroup, node_table, node_tables
+from mechscope.activation_server.engine.predictions import predictions
+from mechscope.activation_server.engine.top_k import row_top_k
 from mechscope.activation_server.engine.prompts import PreparedPrompts
 
 
@@ -23,7 +25,7 @@ def _prepared(lengths: list[int], slots: list[list[int]]) -> PreparedPrompts:
                            [[0] * n for n in lengths], slots)
 
 
-def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0, latents: int = 5) -> list[Block]:
+def _groups(batch: int, width: int, lengths: list[int], seed: int = 0, latents: int = 5) -> list[NodeGroup]:
     gen = torch.Generator().manual_seed(seed)
 
     def values(*shape, valid):
@@ -33,20 +35,20 @@ def _blocks(batch: int, width: int, lengths: list[int], seed: int = 0, latents: 
     pair_ok = pos_ok[:, None, :, None] & pos_ok[:, None, None, :] & torch.ones(width, width, dtype=torch.bool).tril()
     pair_ok = pair_ok.expand(batch, 3, width, width)
     prob = torch.rand(batch, 3, width, width, generator=gen)
-    return [Block("embedding", None, None, values(width, valid=pos_ok)),
-            Block("attn_head", 0, None, values(3, width, width, valid=pair_ok), attention_prob=prob),
-            Block("mlp_neuron", 0, None, values(width, 7, valid=pos_ok[..., None].expand(batch, width, 7))),
-            Block("sae_latent", 1, "blocks.1.hook_mlp_out",
+    return [NodeGroup("embedding", None, None, values(width, valid=pos_ok)),
+            NodeGroup("attn_head", 0, None, values(3, width, width, valid=pair_ok), attention_prob=prob),
+            NodeGroup("mlp_neuron", 0, None, values(width, 7, valid=pos_ok[..., None].expand(batch, width, 7))),
+            NodeGroup("sae_latent", 1, "blocks.1.hook_mlp_out",
                   values(width, latents, valid=pos_ok[..., None].expand(batch, width, latents)))]
 
 
-def _nodes_by_loops(blocks, prepared, top_k):
-    """Per column and prompt, the top (and bottom) k finite values; node = (block, index, slot_q, slot_k)."""
+def _nodes_by_loops(groups, prepared, top_k):
+    """Per column and prompt, the top (and bottom) k finite values; node = (group, index, slot_q, slot_k)."""
     chosen = set()
     for col in COLUMNS:
         for i in range(prepared.batch):
             entries = []
-            for bid, b in enumerate(blocks):
+            for gid, b in enumerate(groups):
                 v = b.values[col][i]
                 for coords in torch.cartesian_prod(*[torch.arange(s) for s in v.shape]).reshape(-1, v.dim()).tolist():
                     x = float(v[tuple(coords)])
@@ -60,7 +62,7 @@ def _nodes_by_loops(blocks, prepared, top_k):
                         q, index = coords
                         k = None
                     slot_k = prepared.slots[i][k] if k is not None else None
-                    entries.append((x, (bid, index, prepared.slots[i][q], slot_k)))
+                    entries.append((x, (gid, index, prepared.slots[i][q], slot_k)))
             entries.sort(key=lambda e: e[0])
             picked = entries[-top_k:] + ([] if col == "write_magnitude" else entries[:top_k])
             chosen |= {node for _, node in picked}
@@ -79,31 +81,31 @@ def test_node_table_matches_per_prompt_loops(top_k, latents):
     lengths, width = [5, 3], 5
     slots = [[-1, 0, 1, 2, 3], [0, 2, 3]]     # explicit alignment: prompt 1 lacks slot 1; prompt 0 has an unmapped position
     prepared = _prepared(lengths, slots)
-    blocks = _blocks(2, width, lengths, latents=latents)
-    rows = node_table(blocks, prepared, top_k)
+    groups = _groups(2, width, lengths, latents=latents)
+    rows = node_table(groups, prepared, top_k)
 
-    want = _nodes_by_loops(blocks, prepared, top_k)
+    want = _nodes_by_loops(groups, prepared, top_k)
     assert len(rows) == len({r["key"] for r in rows}) == len(want)
     for row in rows:
         slot_q, slot_k = _slots_of(row["key"])
-        bid = next(j for j, b in enumerate(blocks) if b.kind == row["kind"] and b.layer == row["layer"])
-        assert (bid, row["index"], slot_q, slot_k) in want
+        gid = next(j for j, b in enumerate(groups) if b.kind == row["kind"] and b.layer == row["layer"])
+        assert (gid, row["index"], slot_q, slot_k) in want
         for i, slots in enumerate(prepared.slots):
             assert row["positions"][i] == (slots.index(slot_q) if slot_q in slots else None)
-        block = next(b for b in blocks if b.kind == row["kind"] and b.layer == row["layer"])
+        group = next(b for b in groups if b.kind == row["kind"] and b.layer == row["layer"])
         for i, (q, k, v) in enumerate(zip(row["positions"], row["key_positions"] or [None] * 2, row["values"])):
             if v is None:
                 continue
-            if block.kind == "attn_head":
+            if group.kind == "attn_head":
                 coords = (row["index"], q, k)
-            elif block.kind == "embedding":
+            elif group.kind == "embedding":
                 coords = (q,)
             else:
                 coords = (q, row["index"])
             for col in COLUMNS:
-                assert v[col] == pytest.approx(float(block.values[col][i][coords]), abs=1e-6)
-            if block.kind == "attn_head":
-                assert v["attention_prob"] == pytest.approx(float(block.attention_prob[i][coords]), abs=1e-6)
+                assert v[col] == pytest.approx(float(group.values[col][i][coords]), abs=1e-6)
+            if group.kind == "attn_head":
+                assert v["attention_prob"] == pytest.approx(float(group.attention_prob[i][coords]), abs=1e-6)
             else:
                 assert v["attention_prob"] is None
     # most total effect (on any prompt) first
@@ -117,22 +119,22 @@ def test_requests_sharing_a_batch_each_get_their_own_table():
     lengths, width = [5, 3, 4, 2, 5], 5
     slots = [[0, 1, 2, 3, 4], [0, 1, 2], [1, 2, 3, 4], [3, 4], [0, 1, 2, 3, 4]]
     prepared = _prepared(lengths, slots)
-    blocks = _blocks(5, width, lengths, seed=5, latents=1200)
-    for b in blocks:
+    groups = _groups(5, width, lengths, seed=5, latents=1200)
+    for b in groups:
         b.values = {c: (v * 2).round() / 2 for c, v in b.values.items()}
     requests = [(range(0, 2), 3), (range(2, 4), 7), (range(4, 5), 3)]
-    tables = node_tables(blocks, prepared, requests)
+    tables = node_tables(groups, prepared, requests)
     for (rows, k), table in zip(requests, tables):
         r = slice(rows.start, rows.stop)
         alone = PreparedPrompts(prepared.tokens[r], prepared.mask[r], lengths[r], prepared.token_ids[r], slots[r])
-        assert table == node_table([b.rows(r) for b in blocks], alone, k)
+        assert table == node_table([b.rows(r) for b in groups], alone, k)
         assert len(table) > 2 * k
 
 
 def test_node_table_of_a_node_missing_on_one_prompt_has_none_there():
     lengths, width = [4, 2], 4
     prepared = _prepared(lengths, [[0, 1, 2, 3], [2, 3]])   # prompt 1 has only slots 2, 3
-    rows = node_table(_blocks(2, width, lengths, seed=3), prepared, 500)
+    rows = node_table(_groups(2, width, lengths, seed=3), prepared, 500)
     at_slot_0 = [r for r in rows if r["key"].endswith("@0") and r["kind"] != "attn_head"]
     assert at_slot_0 and all(r["values"][1] is None and r["positions"][1] is None for r in at_slot_0)
     assert all(r["values"][0] is not None and r["positions"][0] == 0 for r in at_slot_0)

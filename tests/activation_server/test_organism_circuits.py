@@ -4,7 +4,7 @@ estimates agree with real ablations."""
 import pytest
 import torch
 
-from mechscope.activation_server.engine.attribution import compute_node_tensors
+from mechscope.activation_server.engine.shared_passes import node_tensors
 from mechscope.activation_server.engine.engine import Engine
 from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
 from mechscope.datasets.task_suite import TaskSuite
@@ -47,7 +47,7 @@ def test_head_effect_estimates_rank_like_real_ablations(organism_engine):
         batched += ablation_head_effects(organism_engine, request)
         linear += linear_head_effects(organism_engine, request)
         integrated += integrated_gradient_head_effects(organism_engine, request, steps=8)
-        t = compute_node_tensors(organism_engine, request)
+        t = node_tensors(organism_engine, request)
         tokens, clean = t.prepared.tokens, float(t.scalars[0])
         for layer in range(cfg.n_layers):
             for h in range(cfg.n_heads):  # reference: one plain ablated forward per head
@@ -76,8 +76,8 @@ def test_top_direct_effect_heads_attend_from_the_end_to_the_indirect_object(orga
     for ex, request in _ioi_requests(8, "train"):
         io_logit = request.model_copy(update={"loss": LossSpec(targets=[tok.token_str(ex.io_token)],
                                                                distractors=[" the"])})
-        t = compute_node_tensors(organism_engine, io_logit)
-        heads = [b for b in t.blocks if b.kind == "attn_head"]
+        t = node_tensors(organism_engine, io_logit)
+        heads = [b for b in t.groups if b.kind == "attn_head"]
         end = t.loss_positions[0]
         per_head = torch.stack([torch.nan_to_num(b.values["direct_effect"][0, :, end]).sum(-1) for b in heads])
         ids = t.prepared.token_ids[0]
@@ -110,9 +110,9 @@ def test_induction_heads_are_ranked_top_for_predicting_the_repeat(organism_engin
     text = tok.decode(ex.tokens[1:rs + n - 1])
     request = AttributionRequest(prompts=[PromptSpec(text=text, prepend_bos=True)],
                                  loss=LossSpec(kind="log_prob", targets=[target]))
-    t = compute_node_tensors(organism_engine, request)
+    t = node_tensors(organism_engine, request)
     effect = torch.stack([torch.nan_to_num(b.values["total_effect"][0]).sum((1, 2))
-                          for b in t.blocks if b.kind == "attn_head"])
+                          for b in t.groups if b.kind == "attn_head"])
     top_induction = set(score.flatten().topk(2).indices.tolist())
     top_engine = set(effect.flatten().topk(3).indices.tolist())
     assert top_induction & top_engine, (score, effect)
@@ -123,7 +123,7 @@ def test_direct_effects_sum_to_the_logit_difference_on_the_organism(mlp, attenti
     from mechscope.autoencoders.organism_saes import load_organism_saes
     engine = Engine(load_model("organism"), load_organism_saes())
     _, request = next(_ioi_requests(1, "train"))
-    t = compute_node_tensors(engine, request.model_copy(update={"mlp": mlp, "attention": attention}))
-    total = float(sum(torch.nansum(b.values["direct_effect"][0]) for b in t.blocks) + t.bias_direct[0])
+    t = node_tensors(engine, request.model_copy(update={"mlp": mlp, "attention": attention}))
+    total = float(sum(torch.nansum(b.values["direct_effect"][0]) for b in t.groups) + t.bias_direct[0])
     assert abs(total - float(t.scalars[0])) <= 1e-4
-    assert any(b.kind == "sae_latent" for b in t.blocks) == (mlp == "latents")
+    assert any(b.kind == "sae_latent" for b in t.groups) == (mlp == "latents")
