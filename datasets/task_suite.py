@@ -42,10 +42,7 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
-from typing import Literal, NamedTuple
 
 import torch
 
@@ -53,126 +50,11 @@ from mechscope.inference.errors import InvalidInputError
 from mechscope.inference.tokenizer import Tokenizer, gpt2_tokenizer
 
 from . import task_suite_data as data
+from .task_suite_examples import (KINDS, TASK_STREAM, Fact, FactExample, GreaterThanExample,
+                                  InductionExample, IOIExample, Sentence, Split, TaskMix, TaskSuiteDataError,
+                                  check_count, check_split)
 from .task_suite_tokens import FillerTokens, compile_templates
-
-Split = Literal["train", "heldout"]
-SPLITS: tuple[str, ...] = ("train", "heldout")
-KINDS: tuple[str, ...] = ("ioi", "fact", "greater_than", "induction", "filler")
-INDUCTION_POOL_PATTERN = re.compile(r" [a-z]{3,12}")
-_STREAM = "mechscope.task_suite"
-
-
-class TaskSuiteDataError(InvalidInputError):
-    """The word tables violate a tokenization fact the tasks rely on (e.g. a name is two tokens)."""
-
-
-@dataclass(frozen=True)
-class TaskMix:
-    """Relative frequency of each sentence kind in training documents (need not sum to 1).
-
-    ``induction`` counts the first occurrence of a span; its repetition is added on top.
-    """
-
-    ioi: float = 0.28
-    fact: float = 0.20
-    greater_than: float = 0.10
-    induction: float = 0.25
-    filler: float = 0.17
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-                raise InvalidInputError(f"TaskMix.{f.name} must be a finite number >= 0, got {value!r}",
-                                        field=f"mix.{f.name}")
-        if sum(self.weights()) <= 0:
-            raise InvalidInputError(f"TaskMix needs at least one positive weight, got {self}", field="mix")
-
-    def weights(self) -> tuple[float, ...]:
-        """Weights in the order of :data:`KINDS`."""
-        return tuple(float(getattr(self, kind)) for kind in KINDS)
-
-
-@dataclass(frozen=True)
-class Fact:
-    relation: str
-    subject: str
-    answer: str
-
-
-class Sentence(NamedTuple):
-    """One sentence of a training document. ``template`` is None for induction spans."""
-
-    kind: str  # one of KINDS, or "induction_repeat"
-    template: str | None
-    values: dict[str, str]
-    tokens: list[int]
-
-
-@dataclass(frozen=True)
-class IOIExample:
-    """BOS + an IOI sentence cut before its last name. Answer ``io_token``, distractor ``s_token``."""
-
-    tokens: tuple[int, ...]
-    io_token: int
-    s_token: int
-    template_id: int  # index into the split's template list
-    template: str
-    order: Literal["ABBA", "BABA"]
-
-
-@dataclass(frozen=True)
-class InductionExample:
-    """BOS, filler, a random span, filler, the same span again.
-
-    ``control_tokens`` is identical except that the first occurrence is replaced by a different
-    random span, so the second occurrence is no longer predictable (same positions, same targets).
-    """
-
-    tokens: tuple[int, ...]
-    control_tokens: tuple[int, ...]
-    first_start: int
-    repeat_start: int
-    span_length: int
-
-
-@dataclass(frozen=True)
-class FactExample:
-    """BOS + a fact frame cut before the answer; ``answer_token`` is the answer's first token."""
-
-    tokens: tuple[int, ...]
-    answer_token: int
-    relation: str
-    subject: str
-    answer: str
-    frame: str
-
-
-@dataclass(frozen=True)
-class GreaterThanExample:
-    """BOS + "The war lasted from the year 1732 to the year 17"; the model should continue "YY" > 32.
-
-    ``year_tokens[i]`` is the id of the two-digit token for ``year_values[i]`` (all YY the suite
-    uses); ``valid[i]`` says whether that YY is greater than ``start_year``.
-    """
-
-    tokens: tuple[int, ...]
-    century: int
-    start_year: int
-    year_values: tuple[int, ...]
-    year_tokens: tuple[int, ...]
-    valid: tuple[bool, ...]
-
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise InvalidInputError(f"split must be one of {SPLITS}, got {split!r}", field="split")
-
-
-def _check_count(n: int, field: str = "n") -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise InvalidInputError(f"{field} must be an integer >= 0, got {n!r}", field=field)
-
+from .task_suite_words import check_names_are_single_tokens, induction_pool, usable_facts, usable_year_suffixes
 
 class TaskSuite:
     """Deterministic generator of training rows, the training vocabulary and evaluation probes."""
@@ -202,10 +84,10 @@ class TaskSuite:
         self._kinds = KINDS
         self._cum_weights = tuple(_cumulative(self.mix.weights()))
 
-        self._check_names_are_single_tokens()
-        self.year_suffixes: tuple[int, ...] = self._usable_year_suffixes()
-        self._facts = _usable_facts(self.tokenizer)
-        self.induction_pool: tuple[int, ...] = self._build_induction_pool(induction_pool_size)
+        check_names_are_single_tokens(self.tokenizer)
+        self.year_suffixes: tuple[int, ...] = usable_year_suffixes(self.tokenizer)
+        self._facts = usable_facts(self.tokenizer)
+        self.induction_pool: tuple[int, ...] = induction_pool(self.tokenizer, induction_pool_size)
 
         all_names = data.TRAIN_NAMES + data.HELDOUT_NAMES
         all_places = data.TRAIN_PLACES + data.HELDOUT_PLACES
@@ -244,37 +126,37 @@ class TaskSuite:
     # --- word lists ------------------------------------------------------------------------------
     @staticmethod
     def names(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_NAMES if split == "train" else data.HELDOUT_NAMES
 
     @staticmethod
     def places(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_PLACES if split == "train" else data.HELDOUT_PLACES
 
     @staticmethod
     def objects(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_OBJECTS if split == "train" else data.HELDOUT_OBJECTS
 
     @staticmethod
     def events(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_EVENTS if split == "train" else data.HELDOUT_EVENTS
 
     @staticmethod
     def ioi_templates(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_IOI_TEMPLATES if split == "train" else data.HELDOUT_IOI_TEMPLATES
 
     @staticmethod
     def fact_frames(split: Split) -> dict[str, tuple[str, ...]]:
-        _check_split(split)
+        check_split(split)
         return dict(data.TRAIN_FACT_FRAMES if split == "train" else data.HELDOUT_FACT_FRAMES)
 
     @staticmethod
     def greater_than_templates(split: Split) -> tuple[str, ...]:
-        _check_split(split)
+        check_split(split)
         return data.TRAIN_GREATER_THAN_TEMPLATES if split == "train" else data.HELDOUT_GREATER_THAN_TEMPLATES
 
     def facts(self, relation: str | None = None) -> tuple[Fact, ...]:
@@ -290,8 +172,8 @@ class TaskSuite:
     # --- training data ---------------------------------------------------------------------------
     def document(self, index: int) -> list[Sentence]:
         """The sentences of training row ``index`` (enough to fill ``n_ctx`` tokens after BOS)."""
-        _check_count(index, "index")
-        rng = random.Random(f"{_STREAM}/{self.seed}/train/{index}")
+        check_count(index, "index")
+        rng = random.Random(f"{TASK_STREAM}/{self.seed}/train/{index}")
         sentences: list[Sentence] = []
         pending: list[list] = []  # [sentences still to wait, span tokens]
         length = 1
@@ -319,8 +201,8 @@ class TaskSuite:
 
     def training_rows(self, n_rows: int, first_row: int = 0) -> torch.Tensor:
         """Rows ``first_row .. first_row + n_rows - 1`` as a LongTensor ``[n_rows, n_ctx]``."""
-        _check_count(n_rows, "n_rows")
-        _check_count(first_row, "first_row")
+        check_count(n_rows, "n_rows")
+        check_count(first_row, "first_row")
         rows = [self.training_row(i) for i in range(first_row, first_row + n_rows)]
         return torch.tensor(rows, dtype=torch.long).reshape(n_rows, self.n_ctx)
 
@@ -328,7 +210,7 @@ class TaskSuite:
         """Endless stream of ``[batch_size, n_ctx]`` batches: rows ``first_row``, ``first_row + 1``, ..."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}", field="batch_size")
-        _check_count(first_row, "first_row")
+        check_count(first_row, "first_row")
         start = first_row
         while True:
             yield self.training_rows(batch_size, start)
@@ -412,9 +294,9 @@ class TaskSuite:
     # --- evaluation probes -----------------------------------------------------------------------
     def ioi_examples(self, n: int, split: Split = "heldout") -> list[IOIExample]:
         """``n`` IOI prompts, alternating ABBA and BABA, from the split's templates and words."""
-        _check_split(split)
-        _check_count(n)
-        rng = random.Random(f"{_STREAM}/{self.seed}/ioi/{split}")
+        check_split(split)
+        check_count(n)
+        rng = random.Random(f"{TASK_STREAM}/{self.seed}/ioi/{split}")
         templates = self._ioi[split][0]
         out = []
         for i in range(n):
@@ -433,13 +315,13 @@ class TaskSuite:
         Span tokens are distinct and occur nowhere else in the prompt, so a perfect induction
         mechanism scores exactly 1 and the control has nothing to copy from.
         """
-        _check_split(split)
-        _check_count(n)
+        check_split(split)
+        check_count(n)
         low, high = self.span_lengths
         if span_length is not None and not (isinstance(span_length, int) and 2 <= span_length <= 64):
             raise InvalidInputError(f"span_length must be an integer in [2, 64], got {span_length!r}",
                                     field="span_length")
-        rng = random.Random(f"{_STREAM}/{self.seed}/induction/{split}")
+        rng = random.Random(f"{TASK_STREAM}/{self.seed}/induction/{split}")
         out = []
         for _ in range(n):
             length = span_length if span_length is not None else rng.randint(low, high)
@@ -458,8 +340,8 @@ class TaskSuite:
 
     def fact_examples(self, split: Split = "heldout") -> list[FactExample]:
         """Every fact in every frame of the split (names in frames drawn deterministically)."""
-        _check_split(split)
-        rng = random.Random(f"{_STREAM}/{self.seed}/fact/{split}")
+        check_split(split)
+        rng = random.Random(f"{TASK_STREAM}/{self.seed}/fact/{split}")
         out = []
         for relation in data.RELATIONS:
             for template in self._fact_frames[split][relation][0]:
@@ -472,9 +354,9 @@ class TaskSuite:
 
     def greater_than_examples(self, n: int, split: Split = "heldout") -> list[GreaterThanExample]:
         """``n`` prompts ending in the century token of the second year."""
-        _check_split(split)
-        _check_count(n)
-        rng = random.Random(f"{_STREAM}/{self.seed}/greater_than/{split}")
+        check_split(split)
+        check_count(n)
+        rng = random.Random(f"{TASK_STREAM}/{self.seed}/greater_than/{split}")
         templates = self._greater_than[split][0]
         events = self.events(split)
         year_tokens = tuple(self._year_token[yy] for yy in self.year_suffixes)
@@ -489,46 +371,6 @@ class TaskSuite:
                                           tuple(yy > start for yy in self.year_suffixes)))
         return out
 
-    # --- construction checks ---------------------------------------------------------------------
-    def _check_names_are_single_tokens(self) -> None:
-        for name in data.TRAIN_NAMES + data.HELDOUT_NAMES:
-            ids = self.tokenizer.encode(" " + name)
-            if len(ids) != 1:
-                raise TaskSuiteDataError(f"name {name!r} is {len(ids)} GPT-2 tokens with its leading space; "
-                                         "IOI names must be exactly one", field="names")
-        overlap = set(data.TRAIN_NAMES) & set(data.HELDOUT_NAMES)
-        if overlap:
-            raise TaskSuiteDataError(f"names in both splits: {sorted(overlap)}", field="names")
-
-    def _usable_year_suffixes(self) -> tuple[int, ...]:
-        """YY in 00..99 such that " CCYY" -> [" CC", "YY"] for every century CC of the suite."""
-        tok = self.tokenizer
-        usable = []
-        for yy in range(100):
-            suffix = tok.encode(f"{yy:02d}")
-            if len(suffix) != 1:
-                continue
-            if all(tok.encode(f" {c}{yy:02d}") == [*tok.encode(f" {c}"), *suffix] and len(tok.encode(f" {c}")) == 1
-                   for c in data.CENTURIES):
-                usable.append(yy)
-        if len(usable) < 20:
-            raise TaskSuiteDataError(f"only {len(usable)} two-digit years tokenize regularly for centuries "
-                                     f"{data.CENTURIES}", field="centuries")
-        return tuple(usable)
-
-    def _build_induction_pool(self, size: int) -> tuple[int, ...]:
-        """The ``size`` most frequent (lowest-id) lowercase word tokens " xxx", plus every name token."""
-        tok = self.tokenizer
-        pool: list[int] = []
-        for token_id in range(tok.vocab_size):
-            text = tok.token_str(token_id)
-            if INDUCTION_POOL_PATTERN.fullmatch(text) and tok.encode(text) == [token_id]:
-                pool.append(token_id)
-                if len(pool) == size:
-                    break
-        names = {tok.encode(" " + n)[0] for n in data.TRAIN_NAMES + data.HELDOUT_NAMES}
-        return tuple(sorted(set(pool) | names))
-
 
 def _cumulative(weights: Sequence[float]) -> list[float]:
     total, out = 0.0, []
@@ -538,30 +380,5 @@ def _cumulative(weights: Sequence[float]) -> list[float]:
     return out
 
 
-def _usable_facts(tokenizer: Tokenizer) -> tuple[Fact, ...]:
-    """Facts from the tables whose answer's first token identifies the answer within its relation.
-
-    Dropped: answers whose first token is shorter than 3 characters (" R" for Riga says little),
-    answers whose first token also occurs in the subject (copyable: "Oklahoma" -> "Oklahoma City"),
-    and, among answers of one relation sharing a first token, all but the first in table order.
-    """
-    raw: list[Fact] = []
-    for country, capital, language, continent in data.COUNTRIES:
-        for relation, answer in (("capital", capital), ("language", language), ("continent", continent)):
-            if answer is not None:
-                raw.append(Fact(relation, country, answer))
-    raw.extend(Fact("capital", state, capital) for state, capital in data.US_STATES)
-    kept: list[Fact] = []
-    first_token_owner: dict[tuple[str, int], str] = {}
-    for fact in raw:
-        answer_ids = tokenizer.encode(" " + fact.answer)
-        first = answer_ids[0]
-        if len(tokenizer.token_str(first).strip()) < 3:
-            continue
-        if first in tokenizer.encode(" " + fact.subject) or first in tokenizer.encode(fact.subject):
-            continue
-        owner = first_token_owner.setdefault((fact.relation, first), fact.answer)
-        if owner != fact.answer:
-            continue
-        kept.append(fact)
-    return tuple(kept)
+__all__ = ["KINDS", "Fact", "FactExample", "GreaterThanExample", "IOIExample", "InductionExample", "Sentence", "Split",
+           "TaskMix", "TaskSuite", "TaskSuiteDataError"]

@@ -140,6 +140,28 @@ def _causal(n_q: int, n_k: int, device: torch.device) -> torch.Tensor:
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(n_k - n_q)
 
 
+def _attention_mask_and_positions(tokens: torch.Tensor, attention_mask: torch.Tensor | None, past_len: int
+                                  ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(which keys each query may attend to, ``[batch, 1, pos, past + pos]`` or None for plain
+    causal attention; each token's position id ``[batch, pos]``). With an attention mask (1 = real
+    token, covering past and new tokens), padding is never attended to and positions count real
+    tokens only, so a padded row gives exactly what it gives alone."""
+    b, n = tokens.shape
+    device = tokens.device
+    if attention_mask is not None:
+        if attention_mask.shape != (b, past_len + n):
+            raise InvalidInputError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
+                                    f"{(b, past_len + n)}", field="attention_mask")
+        mask = attention_mask.to(torch.bool)
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]
+        eye = torch.zeros(n, past_len + n, dtype=torch.bool, device=device)
+        eye[:, past_len:] = torch.eye(n, dtype=torch.bool, device=device)
+        return (_causal(n, past_len + n, device) & (mask[:, None, :] | eye))[:, None], positions
+    positions = torch.arange(past_len, past_len + n, device=device).expand(b, n)
+    allowed = _causal(n, past_len + n, device)[None, None].expand(b, 1, -1, -1) if past_len else None
+    return allowed, positions
+
+
 SHORT_SOFTMAX = 16   # the widest CPU vector of float32 (AVX-512)
 
 
@@ -275,21 +297,7 @@ class GPT2(nn.Module):
         run = HookRunner(all_hooks, pos_offset=past_len)
 
         b, n = tokens.shape
-        allowed, positions = None, None
-        if attention_mask is not None:
-            if attention_mask.shape != (b, past_len + n):
-                raise InvalidInputError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
-                                        f"{(b, past_len + n)}", field="attention_mask")
-            mask = attention_mask.to(torch.bool)
-            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, past_len:]
-            eye = torch.zeros(n, past_len + n, dtype=torch.bool, device=tokens.device)
-            eye[:, past_len:] = torch.eye(n, dtype=torch.bool, device=tokens.device)
-            allowed = (_causal(n, past_len + n, tokens.device) & (mask[:, None, :] | eye))[:, None]
-        elif past_len:
-            allowed = _causal(n, past_len + n, tokens.device)[None, None].expand(b, 1, -1, -1)
-        if positions is None:
-            positions = torch.arange(past_len, past_len + n, device=tokens.device).expand(b, n)
-
+        allowed, positions = _attention_mask_and_positions(tokens, attention_mask, past_len)
         first = start_at_layer or 0
         if start_at_layer is not None:
             if start_resid is None or start_resid.shape[:2] != tokens.shape:

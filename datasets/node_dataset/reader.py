@@ -26,7 +26,8 @@ from .records import (ATTN_HEAD, FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, MLP_
                            NodePageData, NodeStats, TokenEffect, UnknownNodeError, crc32, decode_index,
                            decode_record)
 from ..stores import BlobNotFoundError, BlobStore, join_key
-from ..tdb_records import ActivationRecord, NeuronRecord, TdbDataset
+from ..tdb_datasets import TdbDataset
+from ..tdb_records import ActivationRecord, NeuronRecord
 
 
 class NodeDataset:

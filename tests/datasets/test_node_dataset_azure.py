@@ -14,7 +14,7 @@ from mechscope.datasets.node_dataset import NodeDataset, TdbNodeDataset, export_
 from mechscope.datasets.node_dataset.builder import build_node_dataset
 from mechscope.datasets.stores import (CONNECTION_STRING_ENV, AzureBlobStore, LocalBlobStore, RetryPolicy,
                                        StoreUnavailableError)
-from mechscope.datasets.tdb_records import TdbDataset
+from mechscope.datasets.tdb_datasets import TdbDataset
 from tests.support.azurite import Azurite, module_azurite  # noqa: F401 (module_azurite is the `azurite` fixture)
 
 from .node_dataset_helpers import CONFIG, corpus, small_model, small_saes

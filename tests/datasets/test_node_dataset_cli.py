@@ -16,7 +16,7 @@ from mechscope.datasets.node_dataset import NodeDataset
 from mechscope.datasets.node_dataset.organism import ensure_organism_dataset
 from mechscope.datasets.node_dataset.state import BuildConfig
 from mechscope.datasets.stores import LocalBlobStore
-from mechscope.datasets.tdb_records import TdbDataset
+from mechscope.datasets.tdb_datasets import TdbDataset
 from mechscope.inference import GPT2, GPT2Config, save_pretrained
 
 from .node_dataset_helpers import random_sae, small_model

@@ -10,18 +10,20 @@ import numpy as np
 import pytest
 
 from mechscope.datasets.stores import AzureBlobStore, BlobNotFoundError, LocalBlobStore, RetryPolicy, open_store
-from mechscope.datasets.tdb_records import (
+from mechscope.datasets.tdb_datasets import (
     GPT2_SMALL_ATTN_HEADS_BY_TOKEN_PAIR,
     GPT2_SMALL_MLP_NEURONS,
     PUBLIC_TDB_DATASETS,
+    TdbDataset,
+    public_store_spec,
+)
+from mechscope.datasets.tdb_records import (
     ActivationRecord,
     NeuronRecord,
     RecordFormatError,
-    TdbDataset,
     display_activations,
     flatten_token_pair_matrix,
     normalize_for_display,
-    public_store_spec,
     token_pair_matrix,
     token_pair_rows,
 )
