@@ -167,9 +167,9 @@ SHORT_SOFTMAX = 16   # the widest CPU vector of float32 (AVX-512)
 
 def _softmax_over_keys(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the last (key) dimension. On the CPU, torch's softmax over a last dimension
-    shorter than a vector register takes ~10x longer per element than over one of 16 (torch 2.13:
-    211 us for [8, 8, 15, 15], 23 us for [8, 8, 15, 16]); so short rows are padded with -inf keys
-    (weight exactly 0) to 16 first, and the padding is cut off again."""
+    shorter than a vector register is many times slower per element than over one of 16 (a prompt
+    of the organism's length is that short; `scripts/bench/forward.py` measures it), so short rows
+    are padded with -inf keys (weight exactly 0) to 16 first, and the padding is cut off again."""
     n = scores.shape[-1]
     if n >= SHORT_SOFTMAX or scores.device.type != "cpu":
         return scores.softmax(-1)

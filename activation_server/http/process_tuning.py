@@ -16,10 +16,10 @@ def settle_garbage_collector() -> None:
     """Move the objects that live as long as the server (model, tokenizer tables, schemas, the app)
     out of the cyclic collector's sight, and let it run less often. Every answer allocates
     thousands of short-lived dicts; with the collector's defaults, its full collections walked the
-    whole loaded heap every few requests and stalled all of them: `scripts/bench/server.py` at 8
-    clients measured p99 315 ms with the defaults, 128 ms after the freeze and 107 ms with the
-    thresholds too (p50 ~70 ms either way; one server process then). Garbage is still collected:
-    reference counting frees almost everything at once, and cycles are found a little later."""
+    whole loaded heap every few requests and stalled all of them, which showed as the tail latency
+    of `scripts/bench/server.py` at 8 clients (figures in the commit that added this). Garbage is
+    still collected: reference counting frees almost everything at once, and cycles are found a
+    little later."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
@@ -29,10 +29,9 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     """Ask glibc's malloc to keep freed blocks (below ``mmap_threshold`` bytes, up to
     ``trim_threshold`` of free heap) for reuse instead of handing them back to the kernel. A pass
     allocates and frees the same megabyte-sized tensors every time; returned to the kernel, each
-    comes back as fresh pages that fault in on first touch. Measured on the organism (4 requests
-    per call, two processes at once): 33 -> 31 ms median, 36-37 -> 31-32 ms at the 90th
-    percentile. The process keeps its high-water mark of heap. False where the C library is not
-    glibc (nothing changes)."""
+    comes back as fresh pages that fault in on first touch (`scripts/bench/attribution_batching.py`
+    shows the difference). The process keeps its high-water mark of heap. False where the C
+    library is not glibc (nothing changes)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and \

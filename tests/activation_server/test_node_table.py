@@ -76,7 +76,7 @@ def _slots_of(key: str) -> tuple[int, int | None]:
     return slot_q, slot_k
 
 
-@pytest.mark.parametrize("top_k, latents", [(1, 5), (4, 5), (500, 5), (3, 1200)])   # 1200: > 6,000 nodes, chunked top-k
+@pytest.mark.parametrize("top_k, latents", [(1, 5), (4, 5), (500, 5), (3, 1200)])   # 1200: > 6,000 nodes
 def test_node_table_matches_per_prompt_loops(top_k, latents):
     lengths, width = [5, 3], 5
     slots = [[-1, 0, 1, 2, 3], [0, 2, 3]]     # explicit alignment: prompt 1 lacks slot 1; prompt 0 has an unmapped position
@@ -158,7 +158,7 @@ def _rows_to_rank(rows: int, n: int, seed: int) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("n", [10, 5119, 64 * 90, 37950, 50257])   # below, at and over the chunked path's size
+@pytest.mark.parametrize("n", [10, 5119, 64 * 90, 37950, 50257])   # small and vocabulary-sized rows
 @pytest.mark.parametrize("k", [1, 10, 20])
 def test_row_top_k_is_the_start_of_a_stable_sort(n, k):
     x = _rows_to_rank(5, n, seed=n + k)
@@ -172,7 +172,7 @@ def test_row_top_k_is_the_start_of_a_stable_sort(n, k):
             assert torch.equal(got.indices, want.indices[:, :k])
 
 
-@pytest.mark.parametrize("vocab", [300, 50257])     # 50257: GPT-2's vocabulary, the chunked top-k
+@pytest.mark.parametrize("vocab", [300, 50257])     # 50257: GPT-2's vocabulary
 def test_predictions_match_brute_force_ranks_and_probabilities_with_ties(vocab):
     gen = torch.Generator().manual_seed(1)
     logits = torch.randint(-5, 6, (4, vocab), generator=gen).float()  # many ties, in the top and the bottom
