@@ -1,7 +1,7 @@
 """Request and result types of the debugger engine (pydantic v2).
 
 The engine's Python functions take and return these models, and the HTTP API serves the same
-models, so a script and the browser see identical shapes. Vocabulary (see README): a *component*
+models, so a script and the browser see identical shapes. Vocabulary (README: Glossary): a *component*
 is a unit with weights; a *node* is one invocation of a component on one prompt — a neuron or latent
 at one token, a head at one (query, key) pair.
 """

@@ -1,5 +1,5 @@
 """Which engine a server loads, as a picklable :class:`EngineSpec`: the server process and each of
-its compute processes (see :mod:`.engine_processes`) load the same one from it."""
+its compute processes (see :mod:`..http.compute_processes`) load the same one from it."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ server process used 1.6 of them under 8 clients. Worker processes have no such l
 The server process keeps the HTTP side (parsing, limits, the cache, sending the JSON) and its own
 engine for the other endpoints; :class:`EngineProcesses` sends each shared attribution call to the
 workers, split into one chunk per worker, and waits for all of them (a call's requests are answered
-together, so the next call gathers them again: see :class:`~.http_coalescer.Coalescer`).
+together, so the next call gathers them again: see :class:`~.coalescer.Coalescer`).
 
-Each worker loads the engine from the same :class:`~.engine_loading.EngineSpec` (the model is in
+Each worker loads the engine from the same :class:`~..engine.loading.EngineSpec` (the model is in
 memory once per worker, plus once in the server process). Requests and answers cross as pickles;
 typed errors keep their ``field`` (see :class:`mechscope.inference.errors.MechscopeError`).
 A worker that dies (killed, out of memory) fails only the requests of the call it was in: they get

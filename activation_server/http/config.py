@@ -43,10 +43,10 @@ class ServerConfig:
     (a single request larger than this still runs, alone); 1 turns sharing off."""
     compute_processes: int = 0
     """Worker processes answering attribution requests, each with its own engine (see
-    :mod:`.engine_processes`; the server's state must hold them); 0: the server process's threads."""
+    :mod:`.compute_processes`; the server's state must hold them); 0: the server process's threads."""
     gather_ms: float = 10.0
     """With compute processes: how long a call waits, after the last arrival or answer, for the
-    clients it expects back (see :mod:`.http_coalescer`)."""
+    clients it expects back (see :mod:`.coalescer`)."""
     cache_size: int = 128
     """Results kept in the LRU cache of identical requests (0 disables it)."""
     auth_token: str | None = None

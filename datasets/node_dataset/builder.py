@@ -428,7 +428,7 @@ def build_node_dataset(model, corpus, store: BlobStore, prefix: str, *, saes: Se
                        config: BuildConfig | None = None, model_name: str | None = None, resume: bool = True,
                        overwrite: bool = False, progress: bool = True,
                        on_batch: Callable[[int], None] | None = None) -> dict:
-    """Build the node dataset of ``model`` over ``corpus`` (a :class:`~.node_dataset_corpus.Corpus` or a
+    """Build the node dataset of ``model`` over ``corpus`` (a :class:`~.corpus.Corpus` or a
     LongTensor ``[rows, n_ctx]``) at ``prefix`` of ``store``; returns the manifest.
 
     ``saes``: SparseAutoencoders (spliced at their config's hook point) or SAESplices. With

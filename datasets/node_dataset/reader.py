@@ -1,12 +1,12 @@
 """Read node datasets: mechscope's own (:class:`NodeDataset`) and TDB's collated-activation files
-(:class:`TdbNodeDataset`), both as :class:`~.node_records.NodePageData`; export ours to TDB's layout.
+(:class:`TdbNodeDataset`), both as :class:`~.records.NodePageData`; export ours to TDB's layout.
 
     ds = NodeDataset(open_store("data/datasets"), "organism")
     page = ds.node("mlp_neuron", 2, 117)
     page.top_examples[0].tokens, page.top_examples[0].activations, page.stats.mean
 
 Reading one node costs two reads on first use of its group (the group's index, then the record) and
-one range read afterwards. See :mod:`.node_records` for the layout and the integrity checks.
+one range read afterwards. See :mod:`.records` for the layout and the integrity checks.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..tdb_records import ActivationRecord, NeuronRecord
 
 
 class NodeDataset:
-    """A finished node dataset at ``prefix`` of ``store`` (see :mod:`.node_records`).
+    """A finished node dataset at ``prefix`` of ``store`` (see :mod:`.records`).
 
     Raises :class:`DatasetIncompleteError` when there is no manifest (never built, or the build has
     not finished) and :class:`DatasetIntegrityError` when a blob does not match the manifest. Safe to

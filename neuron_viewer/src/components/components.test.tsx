@@ -130,7 +130,7 @@ describe("NodePageView", () => {
 });
 
 describe("NodePageView with a dataset page", () => {
-  // the JSON the server passes through for mechscope's NodePageData (datasets/node_records.py)
+  // the JSON the server passes through for mechscope's NodePageData (datasets/node_dataset/records.py)
   const page = {
     dataset: "organism", kind: "attn_head", layer: 1, index: 2,
     data: {

@@ -1,5 +1,5 @@
 /** Reading a node page's `data` (the dataset's record passed through as JSON: mechscope's
- * NodePageData, see datasets/node_records.py) defensively: every field may be missing. */
+ * NodePageData, see datasets/node_dataset/records.py) defensively: every field may be missing. */
 
 export interface ExampleWindow {
   tokens: string[];
