@@ -54,7 +54,7 @@ class NodeGroup:
         return ":".join([self.kind] + ([f"L{self.layer}"] if self.layer is not None else []) + ([self.sae] if self.sae else []))
 
     @property
-    def indexed(self) -> bool:
+    def has_index(self) -> bool:
         """Do the group's node keys name an index (a head, neuron or latent)?"""
         return self.kind in ("attn_head", "mlp_neuron", "sae_latent")
 
@@ -66,7 +66,7 @@ class NodeGroup:
 
 def node_key(group: NodeGroup, index: int, slot_q: int, slot_k: int | None) -> str:
     """``kind[:L<layer>][:<sae>][:#<index>]:@<slot>[:k<key slot>]``, e.g. ``attn_head:L2:#1:@-1:k4``."""
-    key = f"{group.key_prefix}:#{index}:@{slot_q}" if group.indexed else f"{group.key_prefix}:@{slot_q}"
+    key = f"{group.key_prefix}:#{index}:@{slot_q}" if group.has_index else f"{group.key_prefix}:@{slot_q}"
     return key if slot_k is None else f"{key}:k{slot_k}"
 
 
@@ -212,7 +212,7 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
 
 def node_tables(groups: Sequence[NodeGroup], prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]
                 ) -> list[list[dict]]:
-    """The rows of each attribution answer's ``nodes`` (:class:`~.schemas.NodeRow`'s fields) for
+    """The rows of each attribution answer's ``nodes`` (:class:`~..schemas.NodeRow`'s fields) for
     requests sharing a batch (each: its prompts' rows and its top-k): each column's top (and bottom)
     k per prompt, unioned over the request's prompts. The tensor work runs once for the batch."""
     flat = _Flat(groups, prepared.batch)
