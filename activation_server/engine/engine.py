@@ -35,7 +35,7 @@ class Engine:
             self.saes[point] = sae
         self._splices = {p: SAESplice(s, p) for p, s in self.saes.items()}
         if reference_tokens is None:
-            reference_tokens = default_reference_tokens(model)
+            reference_tokens = _default_reference_tokens(model)
         self.reference_tokens = reference_tokens
         self._reference_memo: dict[str, torch.Tensor] = {}
         self._shared_unembedding: torch.Tensor | None = None
@@ -98,7 +98,7 @@ class Engine:
         return [a if isinstance(a, Exception) else pydantic_core.to_json(a) for a in answers_many(self, requests)]
 
 
-def default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:
+def _default_reference_tokens(model: GPT2, rows: int = 32) -> torch.Tensor:
     """Reference corpus for mean/resample ablation: rows of the organism's task suite."""
     from mechscope.datasets.task_suite import TaskSuite
     n_ctx = min(128, model.cfg.n_ctx)

@@ -20,7 +20,7 @@ def check_component(engine, component: ComponentRef, field: str) -> None:
 
 
 # --- generation ------------------------------------------------------------------------------------
-def generation_interventions(engine, interventions: list[GenerationIntervention]) -> tuple[list, list]:
+def _generation_interventions(engine, interventions: list[GenerationIntervention]) -> tuple[list, list]:
     """(inference interventions, SAE splices they need) for a generation request."""
     out, splice_points = [], set()
     for j, iv in enumerate(interventions):
@@ -48,7 +48,7 @@ def generation_interventions(engine, interventions: list[GenerationIntervention]
 
 
 def generate(engine, request: GenerateRequest) -> GenerateResult:
-    interventions, splices = generation_interventions(engine, request.interventions)
+    interventions, splices = _generation_interventions(engine, request.interventions)
     generation = engine.model.generate(request.prompts, max_new_tokens=request.max_new_tokens,
                                        temperature=request.temperature, top_p=request.top_p, seed=request.seed,
                                        prepend_bos=request.prepend_bos, interventions=interventions, splices=splices)

@@ -26,7 +26,7 @@ from .prompts import PreparedPrompts
 from ..schemas import NodeIntervention, NodeRef
 
 
-def node_hook(node: NodeRef) -> str:
+def _node_hook(node: NodeRef) -> str:
     if node.kind == "mlp_neuron":
         return f"blocks.{node.layer}.mlp.hook_post"
     if node.kind == "attn_head":
@@ -83,7 +83,7 @@ def compile_interventions(prepared: PreparedPrompts, per_prompt: Sequence[Sequen
                 if key_pos > pos:
                     raise RequestError(f"key position {key_pos} comes after query position {pos}",
                                        field=f"{field}.node.key_position")
-            hook = node_hook(node)
+            hook = _node_hook(node)
             sel = {"batch": i, **_index_kwargs(node, pos, key_pos)}
             if key_pos is not None and iv.mode != "zero":
                 raise RequestError("a (query, key) pair of a head can only be zero-ablated; ablate or patch the "

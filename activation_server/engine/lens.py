@@ -29,7 +29,7 @@ def logit_lens(model, request: LogitLensRequest) -> LogitLensResult:
     return LogitLensResult(tokens=gpt2_tokenizer().token_strs(prepared.token_ids[0]), position=pos, layers=layers)
 
 
-def write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:
+def _write_direction(model, saes: dict, node: NodeRef) -> torch.Tensor:
     """The residual-stream direction a unit activation of ``node``'s component writes."""
     validate_node(node, model, saes, "node")
     if node.kind == "mlp_neuron":
@@ -48,7 +48,7 @@ def write_tokens(model, saes: dict, node: NodeRef, k: int = 10, shared: torch.Te
     """Tokens the node's write direction promotes and suppresses. ``shared`` (see
     :func:`~mechscope.inference.vocabulary.shared_unembedding_mask`) marks tokens left out: they
     always tie, so listing some of them says nothing."""
-    direction = write_direction(model, saes, node)
+    direction = _write_direction(model, saes, node)
     scores = (direction * model.ln_f.weight) @ model.W_U
     scores = scores - scores.mean()
     if shared is not None:

@@ -19,7 +19,7 @@ class EngineSpec:
     """load the organism's own SAEs (what ``mechscope serve`` does for the organism by default)"""
 
 
-def load_saes(spec: EngineSpec, model) -> list:
+def _load_saes(spec: EngineSpec, model) -> list:
     from mechscope.autoencoders import check_compatible, load_sae
     saes = [load_sae(s) for s in spec.saes]
     if spec.organism_saes:
@@ -40,7 +40,7 @@ def load_engine(spec: EngineSpec, *, verbose: bool = True):
 
     from .engine import Engine
     model = load_model(spec.model)
-    saes = load_saes(spec, model)
+    saes = _load_saes(spec, model)
     if verbose:
         log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layers, model.cfg.d_model,
                  model.cfg.n_ctx)

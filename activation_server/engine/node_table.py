@@ -50,7 +50,7 @@ class NodeGroup:
 
     @functools.cached_property
     def key_prefix(self) -> str:
-        """What every node key of the group starts with (see :func:`node_key`)."""
+        """What every node key of the group starts with (see :func:`_node_key`)."""
         return ":".join([self.kind] + ([f"L{self.layer}"] if self.layer is not None else []) + ([self.sae] if self.sae else []))
 
     @property
@@ -64,7 +64,7 @@ class NodeGroup:
         return NodeGroup(self.kind, self.layer, self.sae, {c: v[rows] for c, v in self.values.items()}, prob)
 
 
-def node_key(group: NodeGroup, index: int, slot_q: int, slot_k: int | None) -> str:
+def _node_key(group: NodeGroup, index: int, slot_q: int, slot_k: int | None) -> str:
     """``kind[:L<layer>][:<sae>][:#<index>]:@<slot>[:k<key slot>]``, e.g. ``attn_head:L2:#1:@-1:k4``."""
     key = f"{group.key_prefix}:#{index}:@{slot_q}" if group.has_index else f"{group.key_prefix}:@{slot_q}"
     return key if slot_k is None else f"{key}:k{slot_k}"
@@ -144,7 +144,7 @@ def _column_picks(flat: _Flat, prepared: PreparedPrompts, prompts: list[int], k:
              for r, p in enumerate(prompts)} for column in by_column]
 
 
-def select_nodes(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]) -> list[list[Node]]:
+def _select_nodes(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[tuple[range, int]]) -> list[list[Node]]:
     """For each request (its prompts' rows of the batch and its top-k): the union over its prompts
     of each column's top and bottom k nodes (top only for the write magnitude), in order: column,
     prompt, top before bottom, best first. Requests with the same k share one top-k pass over
@@ -161,7 +161,7 @@ def select_nodes(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[tupl
     return out
 
 
-def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range], selected: Sequence[list[Node]]
+def _node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range], selected: Sequence[list[Node]]
               ) -> list[list[dict]]:
     """For each request (its prompts' rows of the batch) and its selected nodes: the node table, one
     row per node with its values on each of the request's prompts (None where the node does not exist
@@ -202,7 +202,7 @@ def node_rows(flat: _Flat, prepared: PreparedPrompts, requests: Sequence[range],
                 values.append({"activation": act, "write_magnitude": write, "direct_effect": direct,
                                "total_effect": total, "attention_prob": None if math.isnan(prob) else prob})
             rows.append((-best, {
-                "key": node_key(group, index, slot_q, slot_k), "kind": group.kind, "layer": group.layer,
+                "key": _node_key(group, index, slot_q, slot_k), "kind": group.kind, "layer": group.layer,
                 "index": index, "sae": group.sae, "positions": [q for q, _, _ in spots],
                 "key_positions": [k for _, k, _ in spots] if group.kind == "attn_head" else None, "values": values}))
         rows.sort(key=lambda r: r[0])
@@ -216,7 +216,7 @@ def node_tables(groups: Sequence[NodeGroup], prepared: PreparedPrompts, requests
     requests sharing a batch (each: its prompts' rows and its top-k): each column's top (and bottom)
     k per prompt, unioned over the request's prompts. The tensor work runs once for the batch."""
     flat = _Flat(groups, prepared.batch)
-    return node_rows(flat, prepared, [rows for rows, _ in requests], select_nodes(flat, prepared, requests))
+    return _node_rows(flat, prepared, [rows for rows, _ in requests], _select_nodes(flat, prepared, requests))
 
 
 def node_table(groups: Sequence[NodeGroup], prepared: PreparedPrompts, top_k: int) -> list[dict]:
