@@ -85,14 +85,15 @@ def tree_total(levels: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     return blocks_total(blocks_of(levels, blocks), levels[0])
 
 
-def blocks_to_levels(blocks: Blocks, levels: torch.Tensor, indices: torch.Tensor) -> None:
-    """Write ``blocks`` (at most one per level, e.g. all batches ``0 .. n-1``) into ``levels`` /
-    ``indices`` (in place)."""
-    levels.zero_()
-    indices.fill_(-1)
+def blocks_to_levels(blocks: Blocks, like_levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``blocks`` (at most one per level, e.g. all batches ``0 .. n-1``) as new per-level sums shaped
+    like ``like_levels`` and their block indices."""
+    levels = torch.zeros_like(like_levels)
+    indices = torch.full((like_levels.shape[0],), -1, dtype=torch.long)
     for (level, index), value in blocks.items():
         if level >= levels.shape[0] or int(indices[level]) >= 0:
             raise InvalidInputError(f"block ({level}, {index}) does not fit one block per level of "
                                     f"{levels.shape[0]} levels", field="blocks")
         levels[level] = value
         indices[level] = index
+    return levels, indices
