@@ -52,7 +52,7 @@ from .node_dataset_corpus import Corpus
 from .node_dataset_merge import (PartialBuild, apply_calibration, calibration_from_bytes, calibration_of,
                                  calibration_to_bytes)
 from .node_dataset_state import BuildConfig, SharedSample
-from .node_records import DatasetIntegrityError
+from .node_records import MANIFEST_KEY, DatasetIntegrityError
 from .stores import BlobStore, join_key, open_store
 
 RAY_DIR = f"{BUILD_DIR}/ray"
@@ -214,7 +214,8 @@ class DistributedBuild:
         self.workers, self.cpus, self.gpus, self.retries = workers, cpus_per_worker, gpus_per_worker, retries
         self.threads = threads or max(1, int(cpus_per_worker))
         self.timings: dict[str, float] = {}
-        """After :meth:`run`: shards built (and resumed), tokens and seconds streaming, seconds finalising."""
+        """After :meth:`run`: shards built (and resumed); tokens streamed, wall seconds from the first actor's
+        start to the last shard merged, seconds the workers spent in shards (summed), seconds finalising."""
 
     def _key(self, key: str) -> str:
         return self.driver._key(key)
@@ -229,7 +230,7 @@ class DistributedBuild:
                 raise BuildMismatchError(
                     f"{b.store.description} already holds a different node dataset at '{b.prefix}'; "
                     "pass overwrite=True (--overwrite) to replace it", field="prefix")
-            b.store.delete(b._key("manifest.json"))
+            b.store.delete(b._key(MANIFEST_KEY))
         if not resume:
             b._clear_checkpoints(keep=None)
         done = self._committed_shards()
@@ -239,7 +240,7 @@ class DistributedBuild:
             ray.init(address=address or None, log_to_driver=True)
         try:
             started = time.perf_counter()
-            merged, tokens = self._build_shards(ray, done)
+            merged, tokens, shard_s = self._build_shards(ray, done)
             streamed = time.perf_counter()
         finally:
             if own_ray:
@@ -247,7 +248,8 @@ class DistributedBuild:
         b.states, b.shared = merged.finished(self.plan.num_batches)
         manifest = b._finalize()
         self.timings = {"shards": self.plan.num_shards, "shards_resumed": len(done), "tokens_streamed": tokens,
-                        "stream_s": streamed - started, "finalize_s": time.perf_counter() - streamed}
+                        "stream_s": streamed - started, "shard_s": shard_s,
+                        "finalize_s": time.perf_counter() - streamed}
         return manifest
 
     # ---- the store: plan, calibration, committed shards -----------------------------------------
@@ -297,7 +299,7 @@ class DistributedBuild:
         return data
 
     # ---- the shards --------------------------------------------------------------------------------
-    def _build_shards(self, ray, done: dict[int, dict]) -> tuple[PartialBuild, int]:  # type: ignore[no-untyped-def]
+    def _build_shards(self, ray, done: dict[int, dict]) -> tuple[PartialBuild, int, float]:  # type: ignore[no-untyped-def]
         merged: PartialBuild | None = None
         for shard in sorted(done):
             part = self._read_shard(shard, done[shard])
@@ -305,11 +307,11 @@ class DistributedBuild:
         queue = deque(s for s in range(self.plan.num_shards) if s not in done)
         bar = tqdm(total=self.plan.num_shards, initial=len(done), unit="shard", disable=not self.progress,
                    desc=f"node dataset {self.driver.prefix or '.'} on Ray", smoothing=0)
-        tokens, started = 0, time.perf_counter()
+        tokens, shard_s, started = 0, 0.0, time.perf_counter()
         with bar:
             if not queue:
                 assert merged is not None
-                return merged, 0
+                return merged, 0, 0.0
             actors = self._start_actors(ray, len(queue))
             calibration = ray.put(self._calibration(ray, actors[0]))
             in_flight = {}
@@ -326,7 +328,7 @@ class DistributedBuild:
                 commit = ray.get(ref)
                 part = self._read_shard(shard, commit)
                 merged = part if merged is None else merged.merge(part)
-                tokens += commit["tokens"]
+                tokens, shard_s = tokens + commit["tokens"], shard_s + commit["seconds"]
                 bar.update(1)
                 bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tok/s")
                 if queue:
@@ -334,7 +336,7 @@ class DistributedBuild:
             for actor in actors:
                 ray.kill(actor)
         assert merged is not None
-        return merged, tokens
+        return merged, tokens, shard_s
 
     def _start_actors(self, ray, shards: int) -> list:  # type: ignore[no-untyped-def]
         count = self.workers
