@@ -9,8 +9,11 @@ from fractions import Fraction
 import pytest
 import torch
 
-from mechscope.datasets.node_dataset_builder import NodeDatasetBuilder, build_node_dataset
-from mechscope.datasets.node_dataset_distributed import ShardPlan, calibrate, stream_batches
+from mechscope.datasets.node_dataset_builder import BuildMismatchError, NodeDatasetBuilder, build_node_dataset
+from mechscope.datasets.node_dataset_corpus import TensorCorpus
+from mechscope.datasets.node_dataset_distributed import (BuildJob, DistributedBuild, ModelSource, RayUnavailableError,
+                                                          ShardPlan, ShardWorker, calibrate, require_ray, stream_batches)
+from mechscope.datasets.node_dataset_state import BuildConfig
 from mechscope.datasets.node_dataset_merge import PartialBuild, ShardMismatchError
 from mechscope.datasets.node_dataset_tree_sum import blocks_of, blocks_total, insert_block, levels_for, tree_add
 from mechscope.datasets.stores import LocalBlobStore
@@ -117,3 +120,32 @@ def test_tree_sums_do_not_depend_on_grouping_and_are_accurate():
         assert abs(got - want) <= 1e-14 * s
     with pytest.raises(InvalidInputError, match="not the next batch"):
         tree_add(levels.clone(), index.clone(), 40, values[0])
+
+
+def test_a_ray_build_does_not_resume_another_plan_or_build(setup, tmp_path):
+    model, saes, tokens, _ = setup
+    job = BuildJob(ModelSource("unused: the driver is given the model"), TensorCorpus(tokens), str(tmp_path), "ds",
+                   CONFIG)
+    assert DistributedBuild(job, shard_batches=2, model=model, saes=saes)._committed_shards() == {}  # writes the plan
+    with pytest.raises(BuildMismatchError, match="shard_batches=2; pass the same"):
+        DistributedBuild(job, shard_batches=4, model=model, saes=saes).run()
+    other = BuildJob(job.source, job.corpus, job.store, "ds", BuildConfig(**{**CONFIG.to_dict(), "seed": 8}))
+    with pytest.raises(BuildMismatchError, match="different build"):
+        DistributedBuild(other, shard_batches=2, model=model, saes=saes).run()
+    with pytest.raises(InvalidInputError, match="workers must be a positive integer"):
+        DistributedBuild(job, workers=0, model=model, saes=saes)
+
+
+def test_a_worker_with_other_weights_refuses_to_build(tmp_path):
+    from mechscope.datasets.node_dataset_corpus import TaskSuiteCorpus
+    job = BuildJob(ModelSource("organism"), TaskSuiteCorpus(num_rows=8, n_ctx=32), str(tmp_path), "ds",
+                   BuildConfig(batch_size=4, window=16, window_after=4))
+    with pytest.raises(BuildMismatchError, match="loaded a different build"):
+        ShardWorker(job, "0" * 64, torch.get_num_threads())
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when Ray is not installed
+    with pytest.raises(RayUnavailableError, match=r"mechscope\[distributed\]"):
+        require_ray()
