@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -83,6 +84,9 @@ def main() -> None:
     figures: dict = {"plain_tokens_per_s": plain_rate, "seconds_per_token_per_worker": 1 / plain_rate}
     print(f"plain builder, 1 thread: {plain_rate:,.0f} tokens/s ({1e6 / plain_rate:.1f} us/token)")
 
+    # a throwaway local instance: no usage reports, no token written to ~/.ray/auth_token
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=max(2, max(args.workers)), include_dashboard=False, log_to_driver=False)
     try:
         for workers in args.workers:

@@ -25,12 +25,15 @@ def free_port() -> int:
 
 
 class LocalRayCluster:
-    def __init__(self, workers: int = 2, cpus: int = 1, timeout: float = 120):
+    def __init__(self, workers: int = 2, cpus: int = 1, timeout: float = 120, env: dict[str, str] | None = None):
         # a short path: Ray's unix sockets live under it (at most 107 characters)
         self.temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # a throwaway cluster on loopback: no usage reports, and no token auth (which would read or
+        # write ~/.ray/auth_token, shared with any other Ray on the machine)
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", **(env or {})}
+        """The nodes' environment (their workers inherit it); drivers run with it too."""
         self.nodes: list[subprocess.Popen] = []
         self.logs: list[list[str]] = []
         try:

@@ -1,7 +1,8 @@
 """`mechscope datasets build --ray ADDRESS` on a real local Ray cluster (a head and 2 workers started
-with `ray start` on 127.0.0.1): the dataset equals the one-process build byte for byte, also when a
-worker process is killed mid-shard (Ray restarts it and retries the shard) and when the driver
-itself is killed and started again (it resumes from the shards already committed to the store)."""
+with `ray start` on 127.0.0.1): the dataset, written to Azure Blob Storage (Azurite) or a local
+directory, equals the one-process build byte for byte, also when a worker process is killed
+mid-shard (Ray restarts it and retries the shard) and when the driver itself is killed and started
+again (it resumes from the shards already committed to the store)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,9 @@ pytest.importorskip("ray")
 from mechscope.datasets.node_dataset_builder import NodeDatasetBuilder  # noqa: E402
 from mechscope.datasets.node_dataset_corpus import TaskSuiteCorpus  # noqa: E402
 from mechscope.datasets.node_dataset_state import BuildConfig  # noqa: E402
-from mechscope.datasets.stores import LocalBlobStore  # noqa: E402
+from mechscope.datasets.stores import CONNECTION_STRING_ENV, AzureBlobStore, LocalBlobStore  # noqa: E402
 from mechscope.inference import load_model  # noqa: E402
+from tests.support.azurite import Azurite, module_azurite  # noqa: E402, F401 (the `azurite` fixture)
 
 from .ray_cluster import LocalRayCluster  # noqa: E402
 
@@ -32,8 +35,9 @@ PREFIX = "organism"
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = LocalRayCluster(workers=2, cpus=1)
+def cluster(azurite: Azurite):
+    # every node's workers open azure:// stores with the connection string of their environment
+    c = LocalRayCluster(workers=2, cpus=1, env={CONNECTION_STRING_ENV: azurite.connection_string})
     yield c
     c.stop()
 
@@ -58,12 +62,12 @@ def blobs(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / PREFIX).rglob("*")) if p.is_file()}
 
 
-def build_argv(cluster: LocalRayCluster, out: Path, *extra: str) -> list[str]:
+def build_argv(cluster: LocalRayCluster, out: Path | str, *extra: str) -> list[str]:
     return [MECHSCOPE, "datasets", "build", "--rows", str(ROWS), "--n-ctx", str(N_CTX), "--batch-size", str(BATCH),
             "--out", str(out), "--ray", cluster.address, "--workers", "2", *extra]
 
 
-def run_build(cluster: LocalRayCluster, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_build(cluster: LocalRayCluster, out: Path | str, *extra: str) -> subprocess.CompletedProcess:
     done = subprocess.run(build_argv(cluster, out, *extra), capture_output=True, text=True, env=cluster.env,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -76,11 +80,15 @@ def shards_line(stdout: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
-def test_a_build_on_the_cluster_equals_the_one_process_build(cluster, reference, tmp_path):
-    done = run_build(cluster, tmp_path, "--shard-batches", "2")
-    assert shards_line(done.stdout) == (12, 12, 0)
+def test_a_build_on_the_cluster_into_azure_equals_the_one_process_build(cluster, reference, azurite):
+    container = f"c{uuid.uuid4().hex[:16]}"
+    store = AzureBlobStore.from_connection_string(azurite.connection_string, container)
+    store.container_client.create_container()
+    done = run_build(cluster, f"azure://{container}", "--shard-batches", "4")
+    assert shards_line(done.stdout) == (6, 6, 0)
     assert "shard" in done.stderr and "tok/s" in done.stderr  # the progress bar over shards
-    assert blobs(tmp_path) == reference  # so no blob of _build/ (shards, plan, attempts) is left either
+    written = {key: store.read(key) for key in store.list(PREFIX + "/")}
+    assert written == reference  # so no blob of _build/ (shards, plan, attempts) is left either
 
 
 def test_a_worker_killed_mid_shard_is_retried_to_the_same_dataset(cluster, reference, tmp_path):
@@ -112,11 +120,11 @@ def test_a_worker_killed_mid_shard_is_retried_to_the_same_dataset(cluster, refer
 @pytest.mark.slow
 def test_a_restarted_driver_resumes_from_the_committed_shards(cluster, reference, tmp_path):
     ray_dir = tmp_path / PREFIX / "_build" / "ray"
-    driver = subprocess.Popen(build_argv(cluster, tmp_path, "--shard-batches", "2", "--quiet"),
+    driver = subprocess.Popen(build_argv(cluster, tmp_path, "--shard-batches", "4", "--quiet"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cluster.env)
     deadline = time.monotonic() + 240
     while driver.poll() is None and time.monotonic() < deadline:
-        if len(list(ray_dir.glob("shard-*.json"))) >= 3:
+        if len(list(ray_dir.glob("shard-*.json"))) >= 2:
             driver.send_signal(signal.SIGKILL)  # the driver dies: no manifest, its actors go with it
             break
         time.sleep(0.02)
@@ -125,7 +133,7 @@ def test_a_restarted_driver_resumes_from_the_committed_shards(cluster, reference
     assert not (tmp_path / PREFIX / "manifest.json").exists()
     committed = len(list(ray_dir.glob("shard-*.json")))
 
-    done = run_build(cluster, tmp_path, "--shard-batches", "2", "--quiet")
+    done = run_build(cluster, tmp_path, "--shard-batches", "4", "--quiet")
     built, total, resumed = shards_line(done.stdout)
-    assert resumed >= committed >= 3 and built + resumed == total == 12
+    assert resumed >= committed >= 2 and built + resumed == total == 6
     assert blobs(tmp_path) == reference
