@@ -24,8 +24,9 @@ Fault tolerance is Ray's: an actor whose process dies is restarted (``max_restar
 shard retried (``max_task_retries``). A restarted driver finds the plan, the calibration and the
 committed shards in the store and builds only the rest. The result is byte-identical to
 :func:`~.node_dataset_builder.build_node_dataset` over the same corpus whatever the number of
-workers, the shard size or the order shards finish in, provided each worker runs torch with the
-same number of threads as the one-process build (``threads``, default: the CPUs per worker).
+workers, the shard size or the order shards finish in, provided the workers (and the driver, while
+it writes the dataset) run torch with the one-process build's number of threads (``threads``,
+default: the CPUs per worker).
 
 Workers need mechscope (and the model files, for a local path) on their nodes; the store must be
 reachable from every node (a shared directory on one machine, Azure for a cluster).
@@ -187,6 +188,15 @@ class ShardWorker:
 
 
 # ---- the driver ------------------------------------------------------------------------------------
+def _with_threads(threads: int, fn):  # type: ignore[no-untyped-def]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
 def require_ray():  # type: ignore[no-untyped-def]
     try:
         import ray
@@ -246,7 +256,7 @@ class DistributedBuild:
             if own_ray:
                 ray.shutdown()
         b.states, b.shared = merged.finished(self.plan.num_batches)
-        manifest = b._finalize()
+        manifest = _with_threads(self.threads, b._finalize)  # token effects: the workers' thread count too
         self.timings = {"shards": self.plan.num_shards, "shards_resumed": len(done), "tokens_streamed": tokens,
                         "stream_s": streamed - started, "shard_s": shard_s,
                         "finalize_s": time.perf_counter() - streamed}
