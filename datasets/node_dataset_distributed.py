@@ -54,7 +54,7 @@ from .node_dataset_merge import (PartialBuild, apply_calibration, calibration_fr
                                  calibration_to_bytes)
 from .node_dataset_state import BuildConfig, SharedSample
 from .node_records import MANIFEST_KEY, DatasetIntegrityError
-from .stores import BlobStore, join_key, open_store
+from .stores import open_store
 
 RAY_DIR = f"{BUILD_DIR}/ray"
 PLAN_KEY = f"{RAY_DIR}/plan.json"
