@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so nothing pulls a CUDA build.
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,distributed]"
 	touch $@
 
 # Test-only tools: Azurite (Azure Blob emulator) from npm; Debian's Chromium for the browser tests.

@@ -1,7 +1,7 @@
 """``mechscope datasets ...``: build, copy, list and export node datasets.
 
   mechscope datasets build [--model organism] [--sae SPEC ...] [--rows N] [--out STORE] [--prefix NAME]
-                           [--no-resume] [--overwrite]
+                           [--no-resume] [--overwrite] [--ray [ADDRESS] [--workers N] [--shard-batches N]]
   mechscope datasets push SRC DST [--prefix NAME]      copy datasets to a (remote) store, manifests last
   mechscope datasets pull SRC DST [--prefix NAME]      the same, the other way round
   mechscope datasets ls STORE                          the datasets a store holds
@@ -36,6 +36,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     corpus = TaskSuiteCorpus(seed=args.corpus_seed, num_rows=args.rows, first_row=args.first_row,
                              n_ctx=model.cfg.n_ctx if args.n_ctx is None else args.n_ctx)
     prefix = args.prefix or _default_prefix(args.model)
+    if args.ray is not None:  # --ray: shards built on a Ray cluster (datasets_ray)
+        from .datasets_ray import build_on_ray
+        return build_on_ray(args, model, saes, corpus, config, prefix)
     store = open_store(args.out)
     builder = NodeDatasetBuilder(model, corpus, store, prefix, saes=saes, config=config, progress=not args.quiet,
                                  model_name=str(args.model))
@@ -159,11 +162,13 @@ def add_datasets_subcommands(subparsers) -> argparse.ArgumentParser:  # type: ig
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints (0: never)")
     build.add_argument("--seed", type=int, default=0, help="seed of the random and quantile samples")
-    build.add_argument("--resume", dest="no_resume", action="store_false",
+    build.add_argument("--resume", dest="no_resume", action="store_false", default=False,  # (was True: never resumed)
                        help="continue a killed build from its last checkpoint (the default)")
     build.add_argument("--no-resume", dest="no_resume", action="store_true", help="start over")
     build.add_argument("--overwrite", action="store_true", help="replace a different dataset at the prefix")
     build.add_argument("--quiet", action="store_true")
+    from .datasets_ray import add_ray_arguments  # --ray [ADDRESS], --workers, --shard-batches, ...
+    add_ray_arguments(build)
     build.set_defaults(func=_cmd_build)
 
     for name, help_text in (("push", "copy datasets from SRC to a (remote) store DST"),

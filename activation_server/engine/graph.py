@@ -21,6 +21,7 @@ from mechscope.inference import gpt2_tokenizer
 from mechscope.inference.hooks import HookContext
 
 from .shared_passes import node_tensors
+from .top_k import row_top_k
 from ..schemas import (AttributionRequest, GraphEdge, GraphNode, GraphRequest, GraphResult, PromptSpec)
 
 
@@ -72,7 +73,7 @@ def _candidates(t) -> list[_Node]:
                 out.append(_Node("sae_error", b.layer, 0, p, b.sae, float(te[p]), float(de[p])))
         else:
             flat = torch.nan_to_num(te[:n]).abs().reshape(-1)
-            for f in flat.topk(min(64, flat.numel())).indices.tolist():
+            for f in row_top_k(flat[None], 64).indices[0].tolist():     # ties: lower index first, every time
                 p, i = divmod(f, te.shape[1])
                 out.append(_Node(b.kind, b.layer, i, p, b.sae, float(te[p, i]), float(de[p, i])))
     out += [_Node("embedding", -1, 0, p, None, tot, dr) for p, (tot, dr) in emb.items()]

@@ -190,9 +190,7 @@ class NodeDatasetBuilder:
                     f"{self.store.description} already holds a different node dataset at '{self.prefix}'; "
                     "pass overwrite=True (--overwrite) to replace it", field="prefix")
             self.store.delete(self._key(MANIFEST_KEY))
-        n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.d_model
-        self.states = {s.name: GroupState(s.n_nodes, self.config, n_ctx, token_pair=s.token_pair, d_model=d_model)
-                       for s in self.specs}
+        self.states = self.fresh_states()
         start_batch = self._restore() if resume else 0
         if not resume:
             self._clear_checkpoints(keep=None)
@@ -205,6 +203,11 @@ class NodeDatasetBuilder:
                                             - min(start_batch * self.config.batch_size, self.corpus.num_rows))
                         * self.corpus.n_ctx}
         return manifest
+
+    def fresh_states(self) -> dict[str, GroupState]:
+        n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.d_model
+        return {s.name: GroupState(s.n_nodes, self.config, n_ctx, token_pair=s.token_pair, d_model=d_model,
+                                   num_batches=self.num_batches) for s in self.specs}
 
     def _existing_manifest(self) -> dict | None:
         key = self._key(MANIFEST_KEY)
@@ -330,12 +333,12 @@ class NodeDatasetBuilder:
             blobs[key] = entry
             return entry
 
+        sh, rand_order = self.shared.ordered()  # outputs depend on the kept entries, not their slots
         groups = []
         for spec in self.specs:
-            shard, index = self._encode_group(spec)
+            shard, index = self._encode_group(spec, rand_order)
             shard_key, index_key = shard_keys(spec.name)
             groups.append({**spec.describe(), "shard": put(shard_key, shard), "index": put(index_key, index)})
-        sh = self.shared.t
         shared = encode_record({"rand_row": sh["rand_row"].numpy(), "rand_start": sh["rand_start"].numpy(),
                                 "rand_tok": sh["rand_tok"].numpy()}, {})
         put(SHARED_KEY, shared)
@@ -365,11 +368,12 @@ class NodeDatasetBuilder:
         """Tokens left out of promoted/suppressed lists (once per build: ~1 s for GPT-2's vocabulary)."""
         return shared_unembedding_mask(self.model)
 
-    def _encode_group(self, spec: GroupSpec) -> tuple[bytes, bytes]:
+    def _encode_group(self, spec: GroupSpec, rand_order: torch.Tensor) -> tuple[bytes, bytes]:
         state = self.states[spec.name]
-        t = {k: v.numpy() for k, v in state.ordered().items()}
+        ordered = state.ordered(rand_order)
+        t = {k: v.numpy() for k, v in ordered.items()}
         moments = {k: v.numpy() for k, v in state.moments().items()}
-        vectors = self._write_vectors(spec, state)
+        vectors = self._write_vectors(spec, ordered)
         effects = None
         if vectors is not None:
             effects = [e.numpy() for e in token_effects(self.model, vectors, self.config.logit_tokens,
@@ -409,12 +413,12 @@ class NodeDatasetBuilder:
         index = encode_index(np.array(offsets), np.array(lengths), np.array(crcs))
         return b"".join(records), index
 
-    def _write_vectors(self, spec: GroupSpec, state: GroupState) -> torch.Tensor | None:
+    def _write_vectors(self, spec: GroupSpec, ordered: dict[str, torch.Tensor]) -> torch.Tensor | None:
         if spec.kind == MLP_NEURON:
             return self.model.h[spec.layer].mlp.c_proj.weight.detach()
-        if spec.kind == ATTN_HEAD:
-            valid = (state.t["top_row"] >= 0).float()  # [H, k]
-            total = (state.t["top_write"] * valid[..., None]).sum(1)
+        if spec.kind == ATTN_HEAD:  # summed in display order, so the bits do not depend on slot order
+            valid = (ordered["top_row"] >= 0).float()  # [H, k]
+            total = (ordered["top_write"] * valid[..., None]).sum(1)
             return total / valid.sum(1, keepdim=True).clamp(min=1)
         splice = next(s for s in self.splices if s.hook_point == spec.hook_point)
         return sae_write_vectors(self.model, spec.hook_point, splice.sae.W_dec.detach())

@@ -60,6 +60,10 @@ class TaskSuiteCorpus:
     def rows(self, start: int, count: int) -> torch.Tensor:
         return self.suite.training_rows(count, self.first_row + start)
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # pickled (e.g. sent to Ray workers) as its arguments, not its ~1.7 MB tokenizer
+        return (TaskSuiteCorpus, (self.seed, self.num_rows, self.first_row, self.n_ctx))
+
     def describe(self) -> dict:
         return {"kind": "task_suite", "seed": self.seed, "first_row": self.first_row, "rows": self.num_rows,
                 "n_ctx": self.n_ctx}

@@ -13,7 +13,9 @@ keeps, per node:
   random priority are kept — a uniform sample without replacement, independent of batch order.
 * **moments** of the per-token activation: power sums of ``x - shift`` in float64 (``shift`` = the
   node's first-batch mean, which keeps the sums well conditioned), giving mean, variance, skewness,
-  kurtosis; the count of tokens > 0 (density); exact min and max.
+  kurtosis; the count of tokens > 0 (density); exact min and max. Each batch's power sums are added
+  in a fixed binary tree over batch indices (:mod:`.tree_sum`), so that shards' states
+  merge into exactly the bits of one sequential build.
 * **histogram**: ``histogram_bins`` equal bins over a range fixed from the first batch
   (``[lo, hi + span/2]`` with ``lo`` lowered by ``span/4`` when negative values were seen), plus
   under/overflow counts; the exact min/max sit beside it in the stats.
@@ -37,6 +39,7 @@ import torch
 from mechscope.inference.errors import InvalidInputError
 
 from .records import lower_triangle_size
+from .tree_sum import levels_for, tree_add, tree_total
 
 # Given example positions (batch row b, node n, window start s), the token-pair write-norm matrix of
 # each window ([M, window(window+1)/2]) — only heads have one.
@@ -152,6 +155,13 @@ def select_slots(old_keys: torch.Tensor, old_rows: torch.Tensor, new_keys: torch
     return (free_u, free_s), chosen[new_u, new_j] - n_slots
 
 
+def slot_order(rows: torch.Tensor, keys: torch.Tensor, *, descending: bool) -> torch.Tensor:
+    """Per unit, its slots ([U, S]) sorted by key, ties going to the lower row (empty slots, row -1,
+    hold the worst key and so come last): the kept entries' canonical order."""
+    by_row = torch.sort(rows, dim=1, stable=True).indices
+    return by_row.gather(1, torch.sort(keys.gather(1, by_row), dim=1, descending=descending, stable=True).indices)
+
+
 class SharedSample:
     """The random-sample rows shared by every node: smallest random priorities win."""
 
@@ -187,12 +197,17 @@ class SharedSample:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         _load_into(self.t, state, "shared sample")
 
+    def ordered(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The sample's slots by priority (ties: lower row; empty slots last), and that order."""
+        order = slot_order(self.t["rand_row"][None], self.t["rand_prio"][None], descending=False)[0]
+        return {name: value[order] for name, value in self.t.items()}, order
+
 
 class GroupState:
     """Running per-node state of one group (see module docs)."""
 
     def __init__(self, n_nodes: int, cfg: BuildConfig, n_ctx: int, *, token_pair: bool = False,
-                 d_model: int | None = None):
+                 d_model: int | None = None, num_batches: int = 2 ** 20):
         if cfg.window > n_ctx:
             raise InvalidInputError(f"window={cfg.window} exceeds the corpus context of {n_ctx} tokens", field="window")
         self.cfg, self.n_ctx, self.n_nodes = cfg, n_ctx, n_nodes
@@ -223,8 +238,9 @@ class GroupState:
             t["rand_pair"] = torch.zeros(n, r, pairs, dtype=f32)
         t["count"] = torch.zeros((), dtype=i64)
         t["shift"] = torch.zeros(n, dtype=f64)
-        for p in range(1, 5):
-            t[f"sum{p}"] = torch.zeros(n, dtype=f64)
+        # power sums 1..4 per node, one partial sum per tree level (see tree_sum)
+        t["sums"] = torch.zeros(levels_for(num_batches), 4, n, dtype=f64)
+        t["sums_block"] = torch.full((levels_for(num_batches),), -1, dtype=i64)
         t["n_pos"] = torch.zeros(n, dtype=i64)
         t["vmin"] = torch.full((n,), float("inf"), dtype=f32)
         t["vmax"] = torch.full((n,), float("-inf"), dtype=f32)
@@ -257,10 +273,10 @@ class GroupState:
             tok, node = flat.nonzero(as_tuple=True)
             values = flat[tok, node]
             rowmax = self._sparse_rowmax(tok // n_pos, node, values, n_rows, n_pos)
-            self._update_moments_sparse(node, values, flat.shape[0], rowmax)
+            self._update_moments_sparse(node, values, flat.shape[0], rowmax, row0 // self.cfg.batch_size)
         else:
             rowmax = acts.amax(dim=1)  # [B, N]
-            self._update_moments_dense(flat, rowmax)
+            self._update_moments_dense(flat, rowmax, row0 // self.cfg.batch_size)
         rows = torch.arange(row0, row0 + n_rows)
 
         full_argpos: list[torch.Tensor] = []
@@ -311,7 +327,7 @@ class GroupState:
         base = (torch.arange(self.n_nodes, dtype=torch.float32) if node is None else node.float()) * (nb + 2)
         return idx.add_(base).int()
 
-    def _update_moments_dense(self, x: torch.Tensor, rowmax: torch.Tensor) -> None:
+    def _update_moments_dense(self, x: torch.Tensor, rowmax: torch.Tensor, batch: int) -> None:
         t = self.t
         ones = torch.ones(x.shape[0])
 
@@ -319,13 +335,14 @@ class GroupState:
             return torch.mv(m.T, ones).double()
 
         d = x - t["shift"].float()
-        t["sum1"] += column_sums(d)
+        sums = [column_sums(d)]
         p = d * d
-        t["sum2"] += column_sums(p)
+        sums.append(column_sums(p))
         p.mul_(d)
-        t["sum3"] += column_sums(p)
+        sums.append(column_sums(p))
         p.mul_(d)
-        t["sum4"] += column_sums(p)
+        sums.append(column_sums(p))
+        tree_add(t["sums"], t["sums_block"], batch, torch.stack(sums))
         t["n_pos"] += column_sums(torch.clamp(x, min=0, out=p).sign_()).round().long()
         del p, d
         t["count"] += x.shape[0]
@@ -335,14 +352,16 @@ class GroupState:
         t["hist"] += torch.bincount(self._hist_index(x, None).view(-1), minlength=cells).view(self.n_nodes, -1)
 
     def _update_moments_sparse(self, node: torch.Tensor, values: torch.Tensor, n_tokens: int,
-                               rowmax: torch.Tensor) -> None:
+                               rowmax: torch.Tensor, batch: int) -> None:
         t = self.t
         n = self.n_nodes
         v = values.double()  # shift is 0: zeros add nothing to the power sums
         p = v.clone()
-        for power in range(1, 5):
-            t[f"sum{power}"] += torch.bincount(node, weights=p, minlength=n)
+        sums = []
+        for _ in range(1, 5):
+            sums.append(torch.bincount(node, weights=p, minlength=n))
             p.mul_(v)
+        tree_add(t["sums"], t["sums_block"], batch, torch.stack(sums))
         t["count"] += n_tokens
         t["n_pos"] += torch.bincount(node[values > 0], minlength=n)
         zeros = n_tokens - torch.bincount(node, minlength=n)
@@ -412,18 +431,22 @@ class GroupState:
             pairs = pair_fn(b.repeat_interleave(n), torch.arange(n).repeat(m), start.repeat_interleave(n))
             t["rand_pair"][:, slots] = pairs.view(m, n, -1).permute(1, 0, 2)
 
-    def ordered(self) -> dict[str, torch.Tensor]:
+    def ordered(self, rand_order: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The state with entries in display order: top examples by value (ties: lower row first),
-        quantile samples by priority; other tensors as they are."""
+        quantile samples by priority, random-sample slots in ``rand_order`` (from
+        :meth:`SharedSample.ordered`); other tensors as they are. The order depends only on which
+        entries are kept, never on the order the batches came in."""
         out = dict(self.t)
         for prefix, key, descending in (("top", "top_val", True), ("q", "q_prio", False)):
-            by_row = torch.sort(self.t[f"{prefix}_row"], dim=1, stable=True).indices
-            keys = self.t[key].gather(1, by_row)
-            order = by_row.gather(1, torch.sort(keys, dim=1, descending=descending, stable=True).indices)
+            order = slot_order(self.t[f"{prefix}_row"], self.t[key], descending=descending)
             arange = torch.arange(order.shape[0])[:, None]
             for name in self.t:
                 if name.startswith(prefix + "_") and name != "q_bounds":
                     out[name] = self.t[name][arange, order]
+        if rand_order is not None:
+            for name in ("rand_act", "rand_pair"):
+                if name in self.t:
+                    out[name] = self.t[name][:, rand_order]
         return out
 
     # ---- results ---------------------------------------------------------------------------------
@@ -431,8 +454,7 @@ class GroupState:
         """mean, variance, skewness, kurtosis (float64, [nodes]); NaN where undefined."""
         t = self.t
         count = t["count"].double()
-        m1 = t["sum1"] / count
-        e2, e3, e4 = t["sum2"] / count, t["sum3"] / count, t["sum4"] / count
+        m1, e2, e3, e4 = tree_total(t["sums"], t["sums_block"]) / count
         var = (e2 - m1 ** 2).clamp(min=0)
         mu3 = e3 - 3 * m1 * e2 + 2 * m1 ** 3
         mu4 = e4 - 4 * m1 * e3 + 6 * m1 ** 2 * e2 - 3 * m1 ** 4
