@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from . import api_compute
 from .api_datasets import accepts_hook_point, describe, to_json
+from .api_head_grid import HeadGridRequest, HeadGridResult, head_grid  # viewer round 2
 from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, DetokenizeResult, GenerateRequest,
                          GenerateResult, Health, Limits as LimitsModel, MessageErrorBody, NodeActivationsRequest,
                          NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
@@ -186,7 +187,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
                              max_prompts=lim.max_prompts, max_top_k=lim.max_top_k,
                              max_sweep_cells=lim.max_sweep_cells, max_new_tokens=lim.max_new_tokens,
                              max_interventions=lim.max_interventions, max_body_bytes=lim.max_body_bytes)
-        return ServerInfo(version=version(), model=api_compute.model_info(engine.model), saes=sae_list(engine),
+        return ServerInfo(version=version(), model=api_compute.model_info(engine.model, engine.shared_unembedding_tokens), saes=sae_list(engine),
                           datasets=dataset_list(), limits=limits, auth_required=config.auth_token is not None)
 
     @api.get("/saes", response_model=list[SaeInfo], tags=["metadata"])
@@ -238,6 +239,15 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     async def logit_lens(request: LogitLensRequest) -> Response:
         from .lens import logit_lens as run
         return await compute("logit-lens", request, lambda c: c.logit_lens(request), lambda e: run(e.model, request))
+
+    # --- head grid (viewer round 2) ---
+    @api.post("/heads/grid", response_model=HeadGridResult, tags=["debugger"])
+    async def heads_grid(request: HeadGridRequest) -> Response:
+        """Per head (layer × head): direct effect, estimated total effect (summed over its pairs) and
+        the exact effect of zero-ablating it at every position."""
+        return await compute("heads/grid", request, lambda c: c.prompt(request.prompt, request.prepend_bos, "prompt"),
+                             lambda e: head_grid(e, request))
+    # --- end head grid ---
 
     @api.post("/write-tokens", response_model=WriteTokensResult, tags=["debugger"])
     async def write_tokens(request: WriteTokensRequest) -> Response:
