@@ -66,7 +66,7 @@ function LossPanel({ state, resultState, result, navigate }: {
   return (
     <section className="loss-panel" aria-label="loss">
       <div>
-        <span className="field-label">{state.trace ? "traced value" : "loss"}</span>{" "}
+        <span className="field-label" title={TIPS.loss}>{state.trace ? "traced value" : "loss"}</span>{" "}
         <span className="loss-value mono" data-testid="loss">{formatNumber(loss, 4)}</span>
         {result.prompts[1] && <span className="muted mono"> second prompt: {formatNumber(result.prompts[1].loss, 4)}</span>}
         {resultState.interventions.length > 0 && (
