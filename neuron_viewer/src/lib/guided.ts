@@ -9,7 +9,12 @@ export interface Investigation {
   state: Partial<DebuggerState>;
 }
 
-const years = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i).padStart(2, "0"));
+/** Two-digit year tokens the organism never saw (its greater-than years always tokenize as
+ * [" CC", "YY"], and these YY never occur; measured with inference/vocabulary.py's
+ * shared_unembedding_mask): left out, since their logits are one shared constant. */
+const UNSEEN_YEARS = new Set(["00", "02", "03", "04", "05", "06", "07", "08", "09", "40", "80"]);
+const years = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i).padStart(2, "0"))
+  .filter((y) => !UNSEEN_YEARS.has(y));
 
 export const INVESTIGATIONS: Investigation[] = [
   {
@@ -40,7 +45,7 @@ export const INVESTIGATIONS: Investigation[] = [
   {
     id: "greater-than",
     title: "Greater-than (years)",
-    note: "Targets are every year after 1732 ('33'…'99', no leading space: the year is split ' 17' + '32'), distractors every year up to it. The objective is the mean logit of later years minus earlier ones; look for the MLP neurons at the last token and the heads attending to '32'.",
+    note: "Targets are the years after 1732 ('33'…'99', no leading space: the year is split ' 17' + '32'), distractors the years up to it, both without the few two-digit tokens the organism never saw. The objective is the mean logit of later years minus earlier ones; look for the MLP neurons at the last token and the heads attending to '32'.",
     state: {
       prompt: "The war lasted from the year 1732 to the year 17",
       targets: years(33, 99), distractors: years(1, 31), group: true,
