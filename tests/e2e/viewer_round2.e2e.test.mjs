@@ -297,6 +297,7 @@ describe("new panels", () => {
     await fraction.waitFor();
     const want = await api("/patching/path", { clean: IOI, corrupted: IOI_CORRUPTED, loss: LOSS, senders: [[3, 0], [3, 1]], receivers: [], receiver_inputs: ["q", "k"] });
     assert.equal(await fraction.textContent(), want.restored_fraction === null ? "undefined (clean = corrupted)" : formatNumber(want.restored_fraction));
+    assert.deepEqual([params().get("snd"), params().get("pin")], ["L3.H0, L3.H1", "q,k"]);
     await page.getByLabel("receiver heads").fill("L9.H0");
     await page.getByRole("note").filter({ hasText: "layers" }).waitFor();
     await shot("panel-path-patching");
@@ -323,6 +324,21 @@ describe("new panels", () => {
     assert.equal(await text("gen-steered").textContent(),
       await gen([{ component: { kind: "sae_latent", layer: 3, index: 12, sae: "blocks.3.hook_mlp_out" }, action: "steer", scale: 30, positions: [last] }]));
     await shot("panel-generate-steer");
+    // the steering lives in the URL: a fresh tab shows the same steered continuation
+    assert.deepEqual([params().get("steer"), params().get("alpha"), params().get("spos")], ["L3.mlp.F12", "30", String(last)]);
+    const steeredText = await text("gen-steered").textContent();
+    const fresh = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    await fresh.goto(page.url());
+    await fresh.getByTestId("gen-steered").locator(".gen-text").waitFor();
+    assert.equal(await fresh.getByTestId("gen-steered").locator(".gen-text").textContent(), steeredText);
+    await fresh.close();
+    // a neuron row's "steer" action opens this panel on that neuron at its token
+    await page.getByRole("button", { name: "node table" }).click();
+    const neuron = page.locator('[data-row-index][data-key^="mlp_neuron"]').first();
+    await neuron.waitFor();
+    const name = await neuron.locator(".nt-name").textContent();
+    await neuron.getByRole("button", { name: "steer", exact: true }).click();
+    await page.getByTestId("gen-steered").getByText(`steered: ${name} × 30`).waitFor();
   });
 
   it("guided investigations load a planted task with its targets and note; group by type and the top-k note", async () => {

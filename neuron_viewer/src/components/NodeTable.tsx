@@ -20,6 +20,7 @@ export type NodeAction =
   | { type: "ablate"; mode: "zero" | "mean" | "resample"; scope?: HeadScope }
   | { type: "patch" }
   | { type: "trace"; through: "pre" | "q" | "k" | "qk" | "v" }
+  | { type: "steer" }
   | { type: "page" };
 
 export interface NodeTableProps {
@@ -75,7 +76,10 @@ function Actions({ row, comparing, onAction }: { row: NodeRow; comparing: boolea
         </>
       )}
       {(row.kind === "mlp_neuron" || row.kind === "sae_latent") && (
-        <button title={TIPS.trace} onClick={act({ type: "trace", through: "pre" })}>trace</button>
+        <>
+          <button title={TIPS.trace} onClick={act({ type: "trace", through: "pre" })}>trace</button>
+          <button title={TIPS.steer} onClick={act({ type: "steer" })}>steer</button>
+        </>
       )}
       {paged && <button title={TIPS.page} onClick={act({ type: "page" })}>page</button>}
     </span>

@@ -63,5 +63,6 @@ export const TIPS = {
   lens: "Logit lens: the residual stream at each layer read through the final LayerNorm and the unembedding, as if the model stopped there.",
   headGrid: `Per head, summed over its (query, key) pairs: direct effect (${GLOSSARY.direct_effect}) and the exact change of the objective when the head is zero-ablated at every position.`,
   pathPatching: "Path patching: the senders' effect on the objective only through the receivers' query/key/value inputs; senders take their value on the second (corrupted) prompt.",
+  steer: "Steer generation with this node: add α × its write direction at its token (opens the generate & steer panel).",
   generate: "Continue the prompt greedily, without and with the interventions, side by side.",
 } as const;

@@ -40,6 +40,12 @@ describe("URL state", () => {
     for (const route of routes) expect(parseRoute(routeToSearch(route))).toEqual(route);
   });
 
+  it("round-trips the round-2 view state: grouping, columns, graph budgets, path patching, steering", () => {
+    const state: DebuggerState = { ...IOI, panel: "generate", group: true, cols: ["direct_effect", "total_effect"], graphNodes: 10,
+      graphEdges: 20, senders: "L3.H0, L3.H1", receivers: "L2.H1", pathInputs: ["q", "k"], steer: "L3.mlp.F12", alpha: -7.5, steerPositions: [3, 14] };
+    expect(parseRoute(routeToSearch({ view: "debugger", state })).state).toEqual(state);
+    expect(parseRoute("?alpha=abc&gn=5000&spos=1,x,2").state).toMatchObject({ alpha: 10, graphNodes: 200, steerPositions: [1, 2] });
+  });
   it("falls back to defaults on garbage", () => {
     const route = parseRoute("?k=abc&sort=nonsense&iv={bad&kinds=foo,attn_head&panel=zzz");
     expect(route.state.topK).toBe(20);

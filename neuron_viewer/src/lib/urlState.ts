@@ -44,6 +44,14 @@ export interface DebuggerState {
   /** graph budgets */
   graphNodes: number;
   graphEdges: number;
+  /** path patching: sender and receiver heads as typed ("L3.H0, L3.H1"), the receivers' inputs */
+  senders: string;
+  receivers: string;
+  pathInputs: ("q" | "k" | "v")[];
+  /** steering: the node ("L3.N412", "L3.mlp.F12"), α, and the prompt positions (empty = all) */
+  steer: string;
+  alpha: number;
+  steerPositions: number[];
 }
 
 export interface NodeAddress {
@@ -79,6 +87,12 @@ export const DEFAULT_STATE: DebuggerState = {
   cols: [],
   graphNodes: 24,
   graphEdges: 60,
+  senders: "",
+  receivers: "",
+  pathInputs: ["q", "k", "v"],
+  steer: "",
+  alpha: 10,
+  steerPositions: [],
 };
 
 const SWEEP_KINDS: SweepKind[] = ["heads", "heads_by_position", "resid_pre", "attn_out", "mlp_out"];
@@ -134,6 +148,14 @@ export function parseState(params: URLSearchParams): DebuggerState {
     cols: (params.get("cols") ?? "").split(",").filter((c): c is Metric => (METRICS as readonly string[]).includes(c)),
     graphNodes: Math.min(200, Math.max(1, intOr(params.get("gn"), DEFAULT_STATE.graphNodes))),
     graphEdges: Math.min(1000, Math.max(1, intOr(params.get("ge"), DEFAULT_STATE.graphEdges))),
+    senders: params.get("snd") ?? "",
+    receivers: params.get("rcv") ?? "",
+    pathInputs: params.has("pin")
+      ? (["q", "k", "v"] as const).filter((x) => (params.get("pin") ?? "").split(",").includes(x)) : DEFAULT_STATE.pathInputs,
+    steer: params.get("steer") ?? "",
+    alpha: Number.isFinite(Number(params.get("alpha"))) && params.get("alpha") !== null && params.get("alpha") !== ""
+      ? Number(params.get("alpha")) : DEFAULT_STATE.alpha,
+    steerPositions: (params.get("spos") ?? "").split(",").filter((x) => /^\d+$/.test(x)).map(Number),
   };
 }
 
@@ -160,6 +182,12 @@ export function stateToParams(state: DebuggerState, params = new URLSearchParams
   if (state.cols.length) params.set("cols", state.cols.join(","));
   if (state.graphNodes !== d.graphNodes) params.set("gn", String(state.graphNodes));
   if (state.graphEdges !== d.graphEdges) params.set("ge", String(state.graphEdges));
+  if (state.senders) params.set("snd", state.senders);
+  if (state.receivers) params.set("rcv", state.receivers);
+  if (state.pathInputs.join(",") !== d.pathInputs.join(",")) params.set("pin", state.pathInputs.join(","));
+  if (state.steer) params.set("steer", state.steer);
+  if (state.alpha !== d.alpha) params.set("alpha", String(state.alpha));
+  if (state.steerPositions.length) params.set("spos", state.steerPositions.join(","));
   return params;
 }
 

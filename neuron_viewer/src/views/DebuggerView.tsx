@@ -7,7 +7,7 @@ import { Predictions } from "../components/Predictions";
 import { TokenStrip } from "../components/TokenStrip";
 import { formatNumber } from "../lib/color";
 import { TIPS } from "../lib/glossary";
-import { describeNode, describeTrace } from "../lib/nodes";
+import { componentLabel, describeNode, describeTrace } from "../lib/nodes";
 import { attributionRequest, withIntervention, withTrace } from "../lib/requests";
 import { useClient, useLoad } from "../lib/useApi";
 import { Status } from "../components/Status";
@@ -128,6 +128,8 @@ export function ResultView({ state, resultState = state, info, result, navigate,
     if (action.type === "ablate") navigate(withIntervention(state, row, action.mode, action.scope ?? "head"));
     else if (action.type === "patch") navigate(withIntervention(state, row, "patch"));
     else if (action.type === "trace") navigate(withTrace(state, row, action.through));
+    else if (action.type === "steer")
+      navigate({ ...state, panel: "generate", steer: componentLabel(row), steerPositions: row.positions[0] === null || row.positions[0] === undefined ? [] : [row.positions[0]] });
     else if (row.kind === "mlp_neuron" || row.kind === "attn_head" || row.kind === "sae_latent")
       openNode({ kind: row.kind, layer: row.layer ?? 0, index: row.index, sae: row.sae ?? null });
   };
@@ -182,7 +184,7 @@ export function DebuggerView(props: DebuggerViewProps) {
       {state.panel === "lens" && <LensPanel state={state} />}
       {state.panel === "heads" && <HeadGridPanel state={state} info={info} navigate={navigate} />}
       {state.panel === "path" && <PathPatchingPanel state={state} info={info} navigate={navigate} />}
-      {state.panel === "generate" && <GeneratePanel state={state} info={info} />}
+      {state.panel === "generate" && <GeneratePanel state={state} info={info} navigate={navigate} />}
       {!ready && <p className="muted">Type a prompt, a target and a distractor, then Run — or pick a guided investigation above.</p>}
       <InterventionList state={state} navigate={navigate} tokens={shown?.result.prompts[0].tokens} />
       <Status load={result} what="attribution" />

@@ -1,7 +1,7 @@
 /** Generation side by side (POST /generate): the prompt continued without and with the current
  * zero-ablations, and with a steering vector — α × a neuron's or latent's write direction added at
  * chosen prompt positions (all positions, generated tokens included, when none is chosen). */
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { unwrap, type ServerInfo } from "../api/client";
 import { Status } from "../components/Status";
 import { showToken } from "../lib/color";
@@ -61,18 +61,28 @@ function Continuation({ title, body, testid }: { title: string; body: object | n
   );
 }
 
-export function GeneratePanel({ state, info }: { state: DebuggerState; info: ServerInfo | null }) {
-  const [steerText, setSteerText] = useState("");
-  const [alpha, setAlpha] = useState(10);
-  const [positions, setPositions] = useState<number[]>([]);
+export function GeneratePanel({ state, info, navigate }: { state: DebuggerState; info: ServerInfo | null; navigate: (s: DebuggerState) => void }) {
+  // the steering node, α and positions live in the URL (steer, alpha, spos): a copied link reproduces them
+  const [steerText, setSteerText] = useState(state.steer);
+  useEffect(() => setSteerText(state.steer), [state.steer]);
+  const [alpha, setAlphaDraft] = useState(state.alpha);
+  useEffect(() => setAlphaDraft(state.alpha), [state.alpha]);
+  useEffect(() => {       // α goes to the URL once the slider rests (one history entry per setting)
+    if (alpha === state.alpha) return;
+    const t = setTimeout(() => navigate({ ...state, alpha }), 250);
+    return () => clearTimeout(t);
+  }, [alpha, state, navigate]);
+  const positions = state.steerPositions;
+  const setPositions = (steerPositions: number[]) => navigate({ ...state, steerPositions: [...steerPositions].sort((a, b) => a - b) });
   const [tokens, setTokens] = useState(20);
   const tok = useTokens(state.prompt);
   const { applied, skipped } = useMemo(() => generationInterventions(state), [state]);
-  const steer = parseComponent(steerText, info);
+  const steer = parseComponent(state.steer, info);
+  const draftError = parseComponent(steerText, info).error;
   const base = useMemo(() => ({ prompts: [state.prompt], max_new_tokens: tokens, temperature: 0 }), [state.prompt, tokens]);
   const withIvs = applied.length ? { ...base, interventions: applied } : null;
   const steered = steer.component
-    ? { ...base, interventions: [{ component: steer.component, action: "steer" as const, scale: alpha, positions: positions.length ? [...positions].sort((a, b) => a - b) : null }] }
+    ? { ...base, interventions: [{ component: steer.component, action: "steer" as const, scale: state.alpha, positions: positions.length ? positions : null }] }
     : null;
   if (!state.prompt) return <section className="panel" aria-label="generation"><p className="muted">Type a prompt first.</p></section>;
   return (
@@ -82,11 +92,13 @@ export function GeneratePanel({ state, info }: { state: DebuggerState; info: Ser
           onChange={(e) => setTokens(Math.max(1, Math.min(info?.limits.max_new_tokens ?? 64, Number(e.target.value) || 1)))} /></label>
       </div>
       <div className="steer-controls">
-        <label title="A neuron (L3.N412) or an SAE latent (L3.mlp.F12) whose write direction is added">steer node{" "}
-          <input aria-label="steer node" className="mono" placeholder="L3.N412" value={steerText} onChange={(e) => setSteerText(e.target.value)} /></label>
+        <label title="A neuron (L3.N412) or an SAE latent (L3.mlp.F12) whose write direction is added (Enter or leave the box to apply)">steer node{" "}
+          <input aria-label="steer node" className="mono" placeholder="L3.N412" value={steerText} onChange={(e) => setSteerText(e.target.value)}
+            onBlur={() => steerText !== state.steer && navigate({ ...state, steer: steerText.trim() })}
+            onKeyDown={(e) => { if (e.key === "Enter") navigate({ ...state, steer: steerText.trim() }); }} /></label>
         <label title={TIPS.alpha}>α <input type="range" aria-label="steering alpha" min={-50} max={50} step={1} value={alpha}
-          onChange={(e) => setAlpha(Number(e.target.value))} /> <span className="mono" data-testid="alpha">{alpha}</span></label>
-        {steer.error && <span className="error-text" role="note">{steer.error}</span>}
+          onChange={(e) => setAlphaDraft(Number(e.target.value))} /> <span className="mono" data-testid="alpha">{alpha}</span></label>
+        {(draftError ?? steer.error) && <span className="error-text" role="note">{draftError ?? steer.error}</span>}
       </div>
       {tok.status === "ok" && (
         <div className="token-preview mono" aria-label="steering positions" title="Click tokens to steer only there; none chosen = every position">
@@ -102,7 +114,7 @@ export function GeneratePanel({ state, info }: { state: DebuggerState; info: Ser
       <div className="gen-grid">
         <Continuation title="without interventions" body={base} testid="gen-plain" />
         <Continuation title={`with the ${applied.length} zero-ablation${applied.length === 1 ? "" : "s"}`} body={withIvs} testid="gen-interventions" />
-        <Continuation title={steer.component ? `steered: ${steerText} × ${alpha}` : "steered (choose a node)"} body={steered} testid="gen-steered" />
+        <Continuation title={steer.component ? `steered: ${state.steer} × ${state.alpha}` : "steered (choose a node)"} body={steered} testid="gen-steered" />
       </div>
     </section>
   );

@@ -1,7 +1,7 @@
 /** Path patching (POST /patching/path): sender heads' effect on the objective only through the
  * receiver heads' q / k / v inputs (or straight to the logits); clean = the prompt, corrupted = the
  * second prompt. Heads are typed as "L1.H2, L0.H3". */
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { unwrap, type ServerInfo } from "../api/client";
 import { Status } from "../components/Status";
 import { formatNumber } from "../lib/color";
@@ -24,35 +24,40 @@ export function parseHeads(text: string, layers?: number, heads?: number): { hea
   return { heads: out, error: null };
 }
 
-export function PathPatchingPanel({ state, info }: { state: DebuggerState; info: ServerInfo | null; navigate: (s: DebuggerState) => void }) {
+export function PathPatchingPanel({ state, info, navigate }: { state: DebuggerState; info: ServerInfo | null; navigate: (s: DebuggerState) => void }) {
   const client = useClient();
-  const [senders, setSenders] = useState("");
-  const [receivers, setReceivers] = useState("");
-  const [inputs, setInputs] = useState<("q" | "k" | "v")[]>(["q", "k", "v"]);
-  const [submitted, setSubmitted] = useState<{ senders: [number, number][]; receivers: [number, number][]; inputs: ("q" | "k" | "v")[] } | null>(null);
+  // the form is a draft; "patch paths" puts it in the URL (snd, rcv, pin), which the request reads
+  const [senders, setSenders] = useState(state.senders);
+  const [receivers, setReceivers] = useState(state.receivers);
+  const [inputs, setInputs] = useState(state.pathInputs);
+  useEffect(() => { setSenders(state.senders); setReceivers(state.receivers); setInputs(state.pathInputs); },
+    [state.senders, state.receivers, state.pathInputs]);
   const s = parseHeads(senders, info?.model.n_layer, info?.model.n_head);
   const r = parseHeads(receivers, info?.model.n_layer, info?.model.n_head);
   const ready = state.prompt !== "" && state.prompt2 !== "";
-  const body = useMemo(() => submitted && ({
-    clean: state.prompt, corrupted: state.prompt2, loss: lossSpec(state), senders: submitted.senders,
-    receivers: submitted.receivers, receiver_inputs: submitted.inputs,
-  }), [state, submitted]);
+  const body = useMemo(() => {
+    const snd = parseHeads(state.senders), rcv = parseHeads(state.receivers);
+    if (snd.error || rcv.error || snd.heads.length === 0 || state.pathInputs.length === 0) return null;
+    return { clean: state.prompt, corrupted: state.prompt2, loss: lossSpec(state), senders: snd.heads, receivers: rcv.heads,
+      receiver_inputs: state.pathInputs };
+  }, [state]);
   const result = useLoad(ready && body ? JSON.stringify(body) : null, () => unwrap(client.POST("/api/v1/patching/path", { body: body! })));
+  const valid = ready && !s.error && !r.error && s.heads.length > 0 && inputs.length > 0;
   return (
     <section className="panel" aria-label="path patching">
       <div className="panel-head" title={TIPS.pathPatching}>
         <strong>Path patching</strong> <span className="muted">{TIPS.pathPatching} Clean = prompt, corrupted = second prompt.</span>
       </div>
       {!ready && <p className="muted">Path patching needs two prompts of the same length: tick "compare with a second prompt".</p>}
-      <form className="path-form" onSubmit={(e) => { e.preventDefault(); if (!s.error && !r.error && s.heads.length) setSubmitted({ senders: s.heads, receivers: r.heads, inputs }); }}>
+      <form className="path-form" onSubmit={(e) => { e.preventDefault(); if (valid) navigate({ ...state, senders, receivers, pathInputs: inputs }); }}>
         <label title="Heads whose output takes its value from the corrupted run">senders <input aria-label="sender heads" className="mono" placeholder="L2.H3, L2.H5" value={senders} onChange={(e) => setSenders(e.target.value)} /></label>
         <label title="Heads whose inputs are recomputed; empty = the senders' direct path to the logits">receivers <input aria-label="receiver heads" className="mono" placeholder="empty = logits" value={receivers} onChange={(e) => setReceivers(e.target.value)} /></label>
         <span title="Which inputs of the receivers see the senders' change">through</span>
         {(["q", "k", "v"] as const).map((x) => (
           <label key={x} className="chip"><input type="checkbox" aria-label={`receiver input ${x}`} checked={inputs.includes(x)}
-            onChange={(e) => setInputs(e.target.checked ? [...inputs, x] : inputs.filter((y) => y !== x))} />{x}</label>
+            onChange={(e) => setInputs(e.target.checked ? (["q", "k", "v"] as const).filter((y) => y === x || inputs.includes(y)) : inputs.filter((y) => y !== x))} />{x}</label>
         ))}
-        <button type="submit" disabled={!ready || !!s.error || !!r.error || s.heads.length === 0 || inputs.length === 0}>patch paths</button>
+        <button type="submit" disabled={!valid}>patch paths</button>
       </form>
       {(s.error || r.error) && <div className="error-text" role="note">{s.error ?? r.error}</div>}
       <Status load={result} what="path patching" />
