@@ -99,6 +99,7 @@ const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, 
         const v = value(row, metric, side);
         return (
           <span key={`${metric}.${side}`} className="nt-cell nt-num mono" role="cell" data-col={`${metric}.${side}`}
+            title={metric === "activation" && row.kind === "attn_head" ? "attention probability of this (query, key) pair" : undefined}
             style={{ background: divergingColor(v, scales.get(`${metric}.${side}`) ?? 0) }}>
             {formatNumber(v)}
           </span>
