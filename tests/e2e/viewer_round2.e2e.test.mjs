@@ -253,10 +253,10 @@ describe("new panels", () => {
     let best = [0, 0];
     grid.direct_effect.forEach((row, l) => row.forEach((v, h) => { if (Math.abs(v) > Math.abs(grid.direct_effect[best[0]][best[1]])) best = [l, h]; }));
     const cell = page.locator(`td[data-head="${best[0]},${best[1]}"]`);
-    assert.equal(await cell.textContent(), formatNumber(grid.direct_effect[best[0]][best[1]], 2));
+    assert.equal(await cell.textContent(), grid.direct_effect[best[0]][best[1]].toFixed(2));
     await shot("panel-head-grid");
     await page.getByLabel("head grid metric").selectOption("ablation_effect");
-    await page.locator('td[data-head="0,0"]').getByText(formatNumber(grid.ablation_effect[0][0], 2), { exact: true }).waitFor();
+    await page.locator('td[data-head="0,0"]').getByText(grid.ablation_effect[0][0].toFixed(2), { exact: true }).waitFor();
     await cell.click();
     await page.locator("[data-row-index] .nt-name").first().waitFor();
     const names = await page.locator("[data-row-index] .nt-name").allTextContents();

@@ -52,7 +52,7 @@ export function HeadGridPanel({ state, navigate }: { state: DebuggerState; info:
                       <td key={h} data-head={`${l},${h}`} title={`L${l}.H${h}: ${METRIC_NAMES[metric]} ${formatNumber(v)}`}
                         style={{ background: divergingColor(v, scale) }}
                         onClick={() => navigate({ ...state, panel: "none", layer: l, kinds: ["attn_head"], search: `L${l}.H${h}` })}>
-                        {formatNumber(v, 2)}
+                        {v.toFixed(2)}
                       </td>
                     ))}
                   </tr>
