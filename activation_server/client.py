@@ -26,7 +26,8 @@ from pydantic import BaseModel
 from .server_schemas import (DatasetInfo, DetokenizeRequest, DetokenizeResult, GenerateRequest, GenerateResult, Health,
                          NodeActivationsRequest, NodeActivationsResult, NodePage, SaeInfo, ServerInfo,
                          TokenizeRequest, TokenizeResult, WriteTokensRequest)
-from .schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,
+from .schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, HeadGridRequest, HeadGridResult,
+                      LogitLensRequest,
                       LogitLensResult, NodeRef, PatchingSweepRequest, PatchingSweepResult, PathPatchingRequest,
                       PathPatchingResult, WriteTokensResult)
 
@@ -166,6 +167,10 @@ class Client:
 
     def graph(self, request: GraphRequest | dict) -> GraphResult:
         return self._call("POST", "/api/v1/graph", GraphResult, self._coerce(GraphRequest, request))
+
+    def head_grid(self, request: HeadGridRequest | dict) -> HeadGridResult:
+        """Per head: direct, estimated total and zero-ablation effects (layer × head)."""
+        return self._call("POST", "/api/v1/heads/grid", HeadGridResult, self._coerce(HeadGridRequest, request))
 
     def logit_lens(self, request: LogitLensRequest | dict) -> LogitLensResult:
         return self._call("POST", "/api/v1/logit-lens", LogitLensResult, self._coerce(LogitLensRequest, request))

@@ -292,3 +292,19 @@ class GraphResult(Strict):
     tokens: list[str]
     nodes: list[GraphNode]
     edges: list[GraphEdge]
+
+
+class HeadGridRequest(Strict):
+    """The layer × head grid of one prompt (the view an IOI replication starts from)."""
+
+    prompt: str = Field(min_length=1)
+    loss: LossSpec
+    prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
+
+
+class HeadGridResult(Strict):
+    loss: float = Field(description="the objective on the prompt")
+    direct_effect: list[list[float]] = Field(description="[layer][head]: the head's direct effect, summed over its pairs")
+    total_effect: list[list[float]] = Field(description="[layer][head]: the estimated total effect, summed over its pairs")
+    ablation_effect: list[list[float]] = Field(
+        description="[layer][head]: objective − objective with the head zero-ablated at every position")

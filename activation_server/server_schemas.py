@@ -4,7 +4,7 @@ node pages and node activations, and the error body."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +52,9 @@ class ModelInfo(_Strict):
     n_ctx: int
     vocab_size: int
     activation_function: str
+    known_token_ids: list[int] | None = Field(
+        default=None, description="token ids with an embedding of their own, sorted; null when every token has one. "
+        "The others share one embedding (a model organism never saw them): the model cannot tell them apart")
 
 
 class SaeInfo(_Strict):
@@ -122,6 +125,9 @@ class GenerationIntervention(_Strict):
     component: ComponentRef
     action: Literal["zero", "steer"] = "zero"
     scale: float = Field(default=0.0, allow_inf_nan=False, ge=-1e4, le=1e4)
+    positions: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, max_length=4096, description="prompt token positions (0 is <|endoftext|> when prepended) where "
+        "the intervention acts; null: every position, generated tokens included")
 
 
 class GenerateRequest(_Strict):

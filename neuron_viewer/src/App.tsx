@@ -85,6 +85,12 @@ export function App() {
         <NodePageView node={route.node} info={serverInfo} prompts={[route.state.prompt, route.state.prompt2].filter(Boolean)}
           go={(node) => go({ view: "node", node, state: route.state })} back={() => go({ view: "debugger", state: route.state })} />
       )}
+      {route.view === "bad-node" && (
+        <div className="error-box" role="alert" data-testid="bad-node">
+          <strong>This link does not name a node:</strong> {route.message}.{" "}
+          <button className="link" onClick={() => go({ view: "debugger", state: route.state })}>back to the debugger</button>
+        </div>
+      )}
       {route.view === "synthetic" && <SyntheticTable rows={route.rows} state={route.state} go={navigate} />}
     </div>
   );

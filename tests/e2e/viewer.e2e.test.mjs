@@ -9,55 +9,14 @@
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const VIEWER = join(REPO, "neuron_viewer");
-const require = createRequire(join(VIEWER, "package.json"));
-const { chromium } = require("playwright-core");
+import { chromium, CHROMIUM, CHROMIUM_FLAGS, freePort, python, REPO, VIEWER, waitFor } from "./support.mjs";
 
 const SHOTS = join(REPO, "artifacts", "e2e");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 const PROMPT = "When Mary and John went to the store, John gave a drink to";
 const LOSS = { kind: "logit_diff", targets: [" Mary"], distractors: [" John"] };
-
-function python() {
-  if (process.env.MECHSCOPE_PYTHON) return process.env.MECHSCOPE_PYTHON;
-  const venv = join(REPO, ".venv", "bin", "python");
-  return existsSync(venv) ? venv : "python3";
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(url, status, timeoutMs, proc) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`mechscope serve exited with ${proc.exitCode}`);
-    try {
-      const r = await fetch(url);
-      if (r.status === status) return;
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 let server, serverLog = "", base, browser, page, tmp, datasetLoaded = false;
 

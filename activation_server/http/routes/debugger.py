@@ -9,9 +9,11 @@ from fastapi.responses import Response
 
 from ...engine.generation import generate as run_generate
 from ...engine.graph import attribution_graph
+from ...engine.head_grid import head_grid
 from ...engine.lens import logit_lens as run_logit_lens, write_tokens as run_write_tokens
 from ...engine.patching import path_patching, patching_sweep as run_patching_sweep
-from ...schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,
+from ...schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, HeadGridRequest,
+                        HeadGridResult, LogitLensRequest,
                         LogitLensResult, PatchingSweepRequest, PatchingSweepResult, PathPatchingRequest,
                         PathPatchingResult, WriteTokensResult)
 from ...server_schemas import GenerateRequest, GenerateResult, WriteTokensRequest
@@ -53,6 +55,14 @@ async def graph(request: GraphRequest, svc: ComputeService = Depends(service)) -
 async def logit_lens(request: LogitLensRequest, svc: ComputeService = Depends(service)) -> Response:
     return await svc.compute("logit-lens", request, lambda c: c.logit_lens(request),
                              lambda e: run_logit_lens(e.model, request))
+
+
+@router.post("/heads/grid", response_model=HeadGridResult)
+async def heads_grid(request: HeadGridRequest, svc: ComputeService = Depends(service)) -> Response:
+    """Per head (layer × head): direct effect, estimated total effect (summed over its pairs) and
+    the exact effect of zero-ablating it at every position."""
+    return await svc.compute("heads/grid", request, lambda c: c.prompt(request.prompt, request.prepend_bos, "prompt"),
+                             lambda e: head_grid(e, request))
 
 
 @router.post("/write-tokens", response_model=WriteTokensResult)

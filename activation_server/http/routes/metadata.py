@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 
+import torch
 from fastapi import APIRouter, Depends
 
 from ...server_schemas import Limits, ModelInfo, SaeInfo, ServerInfo
@@ -22,10 +23,14 @@ def version() -> str:
         return "0+unknown"
 
 
-def model_info(model) -> ModelInfo:
+def model_info(model, shared: torch.Tensor | None = None) -> ModelInfo:
+    """``shared``: :func:`~mechscope.inference.vocabulary.shared_unembedding_mask` of the model (the
+    tokens without an embedding of their own); the others are listed as ``known_token_ids``."""
     cfg = model.cfg
+    known = None if shared is None or not bool(shared.any()) else (~shared).nonzero().flatten().tolist()
     return ModelInfo(name=cfg.name, n_layer=cfg.n_layers, n_head=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
-                     d_mlp=cfg.d_mlp, n_ctx=cfg.n_ctx, vocab_size=cfg.d_vocab, activation_function=cfg.act_fn)
+                     d_mlp=cfg.d_mlp, n_ctx=cfg.n_ctx, vocab_size=cfg.d_vocab, activation_function=cfg.act_fn,
+                     known_token_ids=known)
 
 
 def sae_info(point: str, sae) -> SaeInfo:
@@ -49,7 +54,8 @@ async def info(svc: ComputeService = Depends(service)) -> ServerInfo:
     limits = Limits(max_prompt_tokens=lim.prompt_tokens(engine.model.cfg.n_ctx), max_prompts=lim.max_prompts,
                     max_top_k=lim.max_top_k, max_sweep_cells=lim.max_sweep_cells, max_new_tokens=lim.max_new_tokens,
                     max_interventions=lim.max_interventions, max_body_bytes=lim.max_body_bytes)
-    return ServerInfo(version=version(), model=model_info(engine.model), saes=sae_list(engine),
+    return ServerInfo(version=version(), model=model_info(engine.model, engine.shared_unembedding_tokens),
+                      saes=sae_list(engine),
                       datasets=dataset_list(svc.state), limits=limits, auth_required=svc.config.auth_token is not None)
 
 

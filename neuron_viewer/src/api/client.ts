@@ -66,9 +66,22 @@ export class ApiError extends Error {
 
 type ErrorItem = { loc?: (string | number)[]; msg?: string };
 
+/** A message without the server's file-system paths ("/srv/data/organism/manifest.json" →
+ * "…/manifest.json"): they mean nothing to a browser user and reveal the server's layout. */
+export function hidePaths(message: string): string {
+  return message.replace(/(?<![:/\w])(?:\/[\w.\-+~@]+){2,}\/?/g, (path) => {
+    const parts = path.split("/").filter(Boolean);
+    return `…/${parts[parts.length - 1]}`;
+  });
+}
+
 /** The readable message of an error body: FastAPI's 422 list ("prompts.0.text: too short"),
  * or a plain `detail` string (404, 503, ...), or the status when the body says nothing. */
 export function errorMessage(status: number, body: unknown): string {
+  return hidePaths(rawErrorMessage(status, body));
+}
+
+function rawErrorMessage(status: number, body: unknown): string {
   const detail = (body as { detail?: unknown } | null | undefined)?.detail;
   if (typeof detail === "string") return detail;
   if (Array.isArray(detail) && detail.length > 0) {

@@ -101,6 +101,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/heads/grid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Heads Grid
+         * @description Per head (layer × head): direct effect, estimated total effect (summed over its pairs) and
+         *     the exact effect of zero-ablating it at every position.
+         */
+        post: operations["heads_grid_api_v1_heads_grid_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/info": {
         parameters: {
             query?: never;
@@ -479,6 +500,11 @@ export interface components {
             action?: "zero" | "steer";
             component: components["schemas"]["ComponentRef"];
             /**
+             * Positions
+             * @description prompt token positions (0 is <|endoftext|> when prepended) where the intervention acts; null: every position, generated tokens included
+             */
+            positions?: number[] | null;
+            /**
              * Scale
              * @default 0
              */
@@ -575,6 +601,44 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /**
+         * HeadGridRequest
+         * @description The layer × head grid of one prompt (the view an IOI replication starts from).
+         */
+        HeadGridRequest: {
+            loss: components["schemas"]["LossSpec"];
+            /**
+             * Prepend Bos
+             * @description start with <|endoftext|>, as GPT-2 and the organism were trained
+             * @default true
+             */
+            prepend_bos?: boolean;
+            /** Prompt */
+            prompt: string;
+        };
+        /** HeadGridResult */
+        HeadGridResult: {
+            /**
+             * Ablation Effect
+             * @description [layer][head]: objective − objective with the head zero-ablated at every position
+             */
+            ablation_effect: number[][];
+            /**
+             * Direct Effect
+             * @description [layer][head]: the head's direct effect, summed over its pairs
+             */
+            direct_effect: number[][];
+            /**
+             * Loss
+             * @description the objective on the prompt
+             */
+            loss: number;
+            /**
+             * Total Effect
+             * @description [layer][head]: the estimated total effect, summed over its pairs
+             */
+            total_effect: number[][];
         };
         /** Health */
         Health: {
@@ -699,6 +763,11 @@ export interface components {
             d_mlp: number;
             /** D Model */
             d_model: number;
+            /**
+             * Known Token Ids
+             * @description token ids with an embedding of their own, sorted; null when every token has one. The others share one embedding (a model organism never saw them): the model cannot tell them apart
+             */
+            known_token_ids?: number[] | null;
             /** N Ctx */
             n_ctx: number;
             /** N Head */
@@ -1503,6 +1572,84 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GraphResult"];
+                };
+            };
+            /** @description the body could not be read as JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description missing or wrong bearer token (only with --auth-token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description request body over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description unexpected error (logged under error_id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description not ready, or busy: retry after the Retry-After header */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+        };
+    };
+    heads_grid_api_v1_heads_grid_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HeadGridRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HeadGridResult"];
                 };
             };
             /** @description the body could not be read as JSON */

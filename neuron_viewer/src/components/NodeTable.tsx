@@ -3,7 +3,9 @@
 import { memo, useMemo } from "react";
 import type { NodeKind, NodeRow } from "../api/client";
 import { divergingColor, formatNumber } from "../lib/color";
-import { columnScale, componentLabel, KIND_LABELS, positionLabel, tableRows, value } from "../lib/nodes";
+import { TIPS } from "../lib/glossary";
+import { columnScale, componentLabel, KIND_LABELS, positionLabel, tableRows, topKExplanation, value } from "../lib/nodes";
+import type { HeadScope } from "../lib/requests";
 import { METRICS, type DebuggerState, type Metric, type Side, type SortSpec } from "../lib/urlState";
 import { VirtualRows } from "./VirtualRows";
 
@@ -15,21 +17,31 @@ export const METRIC_LABELS: Record<Metric, string> = {
 };
 
 export type NodeAction =
-  | { type: "ablate"; mode: "zero" | "mean" | "resample" }
+  | { type: "ablate"; mode: "zero" | "mean" | "resample"; scope?: HeadScope }
   | { type: "patch" }
   | { type: "trace"; through: "pre" | "q" | "k" | "qk" | "v" }
+  | { type: "steer" }
   | { type: "page" };
 
 export interface NodeTableProps {
   rows: NodeRow[];
   tokens: string[];
   comparing: boolean;
-  view: Pick<DebuggerState, "kinds" | "layer" | "search" | "sort">;
+  view: Pick<DebuggerState, "kinds" | "layer" | "search" | "sort"> & Partial<Pick<DebuggerState, "group" | "cols">>;
   onSort: (sort: SortSpec) => void;
-  onFilter: (filter: { kinds?: NodeKind[]; layer?: number | null; search?: string }) => void;
+  onFilter: (filter: { kinds?: NodeKind[]; layer?: number | null; search?: string; group?: boolean; cols?: Metric[] }) => void;
   onAction?: (row: NodeRow, action: NodeAction) => void;
   layers: number;
   height?: number;
+  /** the request's top-k and prompt count (to explain the row count) */
+  topK?: number;
+}
+
+/** The metric columns shown: the view's choice, else all four (direct and total when comparing,
+ * so that 3 sides × the columns and the actions fit a laptop screen). */
+export function shownMetrics(cols: Metric[] | undefined, comparing: boolean): Metric[] {
+  if (cols && cols.length) return METRICS.filter((m) => cols.includes(m));
+  return comparing ? ["direct_effect", "total_effect"] : [...METRICS];
 }
 
 const ROW_HEIGHT = 24;
@@ -42,29 +54,40 @@ function Actions({ row, comparing, onAction }: { row: NodeRow; comparing: boolea
   if (!onAction) return null;
   const act = (a: NodeAction) => () => onAction(row, a);
   const paged = row.kind === "mlp_neuron" || row.kind === "attn_head" || row.kind === "sae_latent";
+  const head = row.kind === "attn_head";
+  const scope: HeadScope | undefined = head ? "head" : undefined;
   return (
     <span className="actions">
-      <button title="zero-ablate this node" onClick={act({ type: "ablate", mode: "zero" })}>0</button>
-      <button title="mean-ablate this node" onClick={act({ type: "ablate", mode: "mean" })}>μ</button>
-      <button title="resample-ablate this node" onClick={act({ type: "ablate", mode: "resample" })}>rs</button>
-      {comparing && <button title="patch this node from the second prompt" onClick={act({ type: "patch" })}>patch</button>}
-      {row.kind === "attn_head" ? (
+      {head && <span className="act-group" title={TIPS.headScope}>head@q</span>}
+      <button title={TIPS.ablateZero} onClick={act({ type: "ablate", mode: "zero", scope })}>0</button>
+      <button title={TIPS.ablateMean} onClick={act({ type: "ablate", mode: "mean", scope })}>μ</button>
+      <button title={TIPS.ablateResample} onClick={act({ type: "ablate", mode: "resample", scope })}>rs</button>
+      {comparing && <button title={TIPS.patch} onClick={act({ type: "patch" })}>patch</button>}
+      {head && (
         <>
-          <button title="trace the attention logit through the query" onClick={act({ type: "trace", through: "q" })}>q</button>
-          <button title="trace the attention logit through the key" onClick={act({ type: "trace", through: "k" })}>k</button>
-          <button title="trace the attention logit through query and key" onClick={act({ type: "trace", through: "qk" })}>qk</button>
-          <button title="trace the write through the value (to the downstream node or the loss)" onClick={act({ type: "trace", through: "v" })}>v</button>
+          <span className="act-group" title={TIPS.pairScope}>pair</span>
+          <button aria-label="zero-ablate pair" title={`${TIPS.pairScope} ${TIPS.ablateZero}`}
+            onClick={act({ type: "ablate", mode: "zero", scope: "pair" })}>0ₚ</button>
+          <span className="act-group">trace</span>
+          <button title={TIPS.traceQ} onClick={act({ type: "trace", through: "q" })}>q</button>
+          <button title={TIPS.traceK} onClick={act({ type: "trace", through: "k" })}>k</button>
+          <button title={TIPS.traceQK} onClick={act({ type: "trace", through: "qk" })}>qk</button>
+          <button title={TIPS.traceV} onClick={act({ type: "trace", through: "v" })}>v</button>
         </>
-      ) : row.kind === "mlp_neuron" || row.kind === "sae_latent" ? (
-        <button title="trace this node's pre-activation upstream" onClick={act({ type: "trace", through: "pre" })}>trace</button>
-      ) : null}
-      {paged && <button title="open the node page" onClick={act({ type: "page" })}>page</button>}
+      )}
+      {(row.kind === "mlp_neuron" || row.kind === "sae_latent") && (
+        <>
+          <button title={TIPS.trace} onClick={act({ type: "trace", through: "pre" })}>trace</button>
+          <button title={TIPS.steer} onClick={act({ type: "steer" })}>steer</button>
+        </>
+      )}
+      {paged && <button title={TIPS.page} onClick={act({ type: "page" })}>page</button>}
     </span>
   );
 }
 
-const Row = memo(function Row({ row, index, tokens, comparing, scales, onAction }: {
-  row: NodeRow; index: number; tokens: string[]; comparing: boolean; scales: Map<string, number>;
+const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, onAction }: {
+  row: NodeRow; index: number; tokens: string[]; comparing: boolean; metrics: Metric[]; scales: Map<string, number>;
   onAction: NodeTableProps["onAction"];
 }) {
   return (
@@ -72,10 +95,11 @@ const Row = memo(function Row({ row, index, tokens, comparing, scales, onAction 
       <span className="nt-cell nt-kind" role="cell">{KIND_LABELS[row.kind]}</span>
       <span className="nt-cell nt-name mono" role="cell" title={row.key}>{componentLabel(row)}</span>
       <span className="nt-cell nt-pos mono" role="cell">{positionLabel(row, 0, tokens)}</span>
-      {METRICS.flatMap((metric) => sides(comparing).map((side) => {
+      {metrics.flatMap((metric) => sides(comparing).map((side) => {
         const v = value(row, metric, side);
         return (
           <span key={`${metric}.${side}`} className="nt-cell nt-num mono" role="cell" data-col={`${metric}.${side}`}
+            title={metric === "activation" && row.kind === "attn_head" ? "attention probability of this (query, key) pair" : undefined}
             style={{ background: divergingColor(v, scales.get(`${metric}.${side}`) ?? 0) }}>
             {formatNumber(v)}
           </span>
@@ -88,8 +112,11 @@ const Row = memo(function Row({ row, index, tokens, comparing, scales, onAction 
 
 const ALL_KINDS: NodeKind[] = ["embedding", "pos_embedding", "attn_head", "mlp_neuron", "sae_latent", "sae_error"];
 
-export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onAction, layers, height = 480 }: NodeTableProps) {
+const SIDE_TIPS: Record<Side, string> = { left: TIPS.sideL, right: TIPS.sideR, diff: TIPS.sideDiff };
+
+export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onAction, layers, height = 480, topK }: NodeTableProps) {
   const shown = useMemo(() => tableRows(rows, view), [rows, view]);
+  const metrics = useMemo(() => shownMetrics(view.cols, comparing), [view.cols, comparing]);
   const scales = useMemo(() => {
     const m = new Map<string, number>();
     for (const metric of METRICS) for (const side of sides(comparing)) m.set(`${metric}.${side}`, columnScale(shown, metric, side));
@@ -103,7 +130,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
     return (
       <button key={`${metric}.${side}`} className={`nt-cell nt-num nt-head${active ? " active" : ""}`} role="columnheader"
         aria-sort={active ? (sort.desc ? "descending" : "ascending") : "none"} data-sort={`${metric}.${side}`}
-        onClick={() => onSort(next)} title={`sort by ${metric.replace("_", " ")} (${side})`}>
+        onClick={() => onSort(next)} title={`${TIPS[metric]}${comparing ? ` ${SIDE_TIPS[side]}` : ""} Click to sort.`}>
         {METRIC_LABELS[metric]}{comparing ? ` ${side === "diff" ? "Δ" : side === "left" ? "L" : "R"}` : ""}
         {active ? (sort.desc ? " ▼" : " ▲") : ""}
       </button>
@@ -112,9 +139,9 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
   return (
     <div className="node-table" role="grid" aria-label="node table" aria-rowcount={shown.length}>
       <div className="nt-filters">
-        <span className="muted">type</span>
+        <span className="muted" title={TIPS.kindFilter}>type</span>
         {present.map((k) => (
-          <label key={k} className="chip">
+          <label key={k} className="chip" title={TIPS.kindFilter}>
             <input type="checkbox" checked={view.kinds.length === 0 || view.kinds.includes(k)}
               onChange={(e) => {
                 const current = view.kinds.length === 0 ? present : view.kinds;
@@ -124,7 +151,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
             {KIND_LABELS[k]}
           </label>
         ))}
-        <label>
+        <label title={TIPS.layerFilter}>
           <span className="muted">layer </span>
           <select aria-label="layer filter" value={view.layer ?? ""}
             onChange={(e) => onFilter({ layer: e.target.value === "" ? null : Number(e.target.value) })}>
@@ -132,18 +159,35 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
             {Array.from({ length: layers }, (_, l) => <option key={l} value={l}>{l}</option>)}
           </select>
         </label>
-        <input aria-label="search nodes" placeholder="search (e.g. L1.H2)" value={view.search}
+        <input aria-label="search nodes" title={TIPS.search} placeholder="search (e.g. L1.H2)" value={view.search}
           onChange={(e) => onFilter({ search: e.target.value })} />
-        <label className="chip">
+        <label className="chip" title={TIPS.abs}>
           <input type="checkbox" checked={sort.abs} onChange={(e) => onSort({ ...sort, abs: e.target.checked })} />|value|
         </label>
+        <label className="chip" title={TIPS.group}>
+          <input type="checkbox" aria-label="group by type" checked={!!view.group} onChange={(e) => onFilter({ group: e.target.checked })} />group by type
+        </label>
+        <span className="muted" title="metric columns shown">columns</span>
+        {METRICS.map((m) => (
+          <label key={m} className="chip" title={TIPS[m]}>
+            <input type="checkbox" aria-label={`column ${METRIC_LABELS[m]}`} checked={metrics.includes(m)} onChange={(e) => {
+              const next = e.target.checked ? [...metrics, m] : metrics.filter((x) => x !== m);
+              if (next.length) onFilter({ cols: METRICS.filter((x) => next.includes(x)) });
+            }} />{METRIC_LABELS[m]}
+          </label>
+        ))}
         <span className="muted" data-testid="row-count">{shown.length} of {rows.length} nodes</span>
+        {topK !== undefined && (
+          <span className="muted topk-note" data-testid="topk-note" title={TIPS.topK}>
+            {topKExplanation(topK, Math.max(1, rows[0]?.values.length ?? 1), rows.length)}
+          </span>
+        )}
       </div>
       <div className="nt-row nt-header" role="row">
-        <span className="nt-cell nt-kind">type</span>
-        <span className="nt-cell nt-name">node</span>
-        <span className="nt-cell nt-pos">token (q ← k)</span>
-        {METRICS.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
+        <span className="nt-cell nt-kind" title={TIPS.kind}>type</span>
+        <span className="nt-cell nt-name" title={TIPS.nodeName}>node</span>
+        <span className="nt-cell nt-pos" title={TIPS.position}>token (q ← k)</span>
+        {metrics.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
         <span className="nt-cell nt-actions">actions</span>
       </div>
       {shown.length === 0 ? (
@@ -151,7 +195,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
       ) : (
         <VirtualRows count={shown.length} rowHeight={ROW_HEIGHT} height={Math.min(height, shown.length * ROW_HEIGHT + 2)}
           renderRow={(i) => (
-            <Row key={shown[i].key} row={shown[i]} index={i} tokens={tokens} comparing={comparing} scales={scales} onAction={onAction} />
+            <Row key={shown[i].key} row={shown[i]} index={i} tokens={tokens} comparing={comparing} metrics={metrics} scales={scales} onAction={onAction} />
           )} />
       )}
     </div>

@@ -6,11 +6,18 @@ export function formatProb(p: number): string {
   return p >= 1e-4 ? `${(100 * p).toFixed(2)}%` : p.toExponential(1);
 }
 
-function Rows({ title, rows, mark }: { title: string; rows: TokenPrediction[]; mark?: Set<number> }) {
+/** Long target lists (a range of 67 years) show their 10 best-ranked entries and a count. */
+const MAX_TARGET_ROWS = 10;
+
+function Rows({ title, rows, mark, limit }: { title: string; rows: TokenPrediction[]; mark?: Set<number>; limit?: number }) {
+  const shown = limit !== undefined && rows.length > limit ? [...rows].sort((a, b) => a.rank - b.rank).slice(0, limit) : rows;
   return (
     <>
       <tr className="group"><th colSpan={4}>{title}</th></tr>
-      {rows.map((p) => (
+      {shown.length < rows.length && (
+        <tr className="muted" data-testid="more-targets"><td colSpan={4}>the {limit} best-ranked of {rows.length} (all in the loss)</td></tr>
+      )}
+      {shown.map((p) => (
         <tr key={`${title}-${p.token_id}`} className={mark?.has(p.token_id) ? "marked" : undefined}>
           <td className="num">{p.rank}</td>
           <td className="mono">{showToken(p.token)}</td>
@@ -29,7 +36,7 @@ export function Predictions({ result, title }: { result: PromptResult; title: st
       <caption>{title}: next token after {JSON.stringify(result.tokens[result.loss_position] ?? "")}</caption>
       <thead><tr><th>rank</th><th>token</th><th>prob</th><th>logit</th></tr></thead>
       <tbody>
-        <Rows title="targets & distractors" rows={result.target_predictions} />
+        <Rows title="targets & distractors" rows={result.target_predictions} limit={MAX_TARGET_ROWS} />
         <Rows title="top" rows={result.top_predictions.slice(0, 8)} mark={targets} />
         <Rows title="bottom" rows={result.bottom_predictions.slice(0, 4)} mark={targets} />
       </tbody>

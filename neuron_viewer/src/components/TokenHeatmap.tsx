@@ -10,9 +10,12 @@ export interface TokenHeatmapProps {
   /** heads: the value for each key of a query token */
   pairRow?: (query: number) => number[] | null;
   highlight?: number | null;
+  /** what `values` and a pair row hold, named in the tooltips (e.g. "write norm", "attention probability") */
+  valueName?: string;
+  pairName?: string;
 }
 
-export function TokenHeatmap({ tokens, values, scale, pairRow, highlight }: TokenHeatmapProps) {
+export function TokenHeatmap({ tokens, values, scale, pairRow, highlight, valueName = "activation", pairName = "value" }: TokenHeatmapProps) {
   const [query, setQuery] = useState<number | null>(null);
   const row = query !== null && pairRow ? pairRow(query) : null;
   const rowScale = row ? Math.max(1e-12, ...row) : scale;
@@ -23,7 +26,7 @@ export function TokenHeatmap({ tokens, values, scale, pairRow, highlight }: Toke
         const cls = ["tok", i === highlight ? "max" : "", i === query ? "query" : "", v !== null && v !== undefined && v > 0 ? "hot" : ""].join(" ");
         return (
           <span key={i} className={cls} style={{ background: sequentialColor(v, row ? rowScale : scale) }}
-            title={`${JSON.stringify(t)}: ${formatNumber(values[i])}${row ? ` (attention from hovered: ${formatNumber(v)})` : ""}`}
+            title={`${JSON.stringify(t)}: ${valueName} ${formatNumber(values[i])}${row ? ` (${pairName} from the hovered query to this key: ${formatNumber(v)})` : ""}`}
             onMouseEnter={() => pairRow && setQuery(i)}>
             {showToken(t)}
           </span>

@@ -19,7 +19,7 @@ export function TokenStrip({ summaries }: { summaries: TokenSummary[] }) {
   const scale = Math.max(0, ...values.map(Math.abs));
   return (
     <div className="token-strip" aria-label="token effects">
-      <select aria-label="token summary" value={field} onChange={(e) => setField(e.target.value as Field)}>
+      <select aria-label="token summary" title="Per token, the sum over its nodes of the estimated total effect (activation × ∂objective/∂activation) or of the direct effect, by component type." value={field} onChange={(e) => setField(e.target.value as Field)}>
         <option value="all">total effect (emb + mlp + attn by query)</option>
         <option value="embeddings">embeddings</option>
         <option value="mlp">MLP</option>

@@ -60,7 +60,12 @@ describe("NodeTable", () => {
     fireEvent.click(within(head).getByText("patch"));
     fireEvent.click(within(head).getByText("k"));
     fireEvent.click(within(head).getByText("0"));
-    expect(actions).toEqual([{ type: "patch" }, { type: "trace", through: "k" }, { type: "ablate", mode: "zero" }]);
+    fireEvent.click(within(head).getByText("μ"));
+    fireEvent.click(within(head).getByLabelText("zero-ablate pair"));
+    expect(actions).toEqual([{ type: "patch" }, { type: "trace", through: "k" }, { type: "ablate", mode: "zero", scope: "head" },
+      { type: "ablate", mode: "mean", scope: "head" }, { type: "ablate", mode: "zero", scope: "pair" }]);
+    // a pair offers no mean / resample / patch: the engine refuses them
+    expect(within(head).getAllByRole("button").filter((b) => b.getAttribute("aria-label") === "zero-ablate pair")).toHaveLength(1);
   });
 });
 

@@ -1,9 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { errorMessage } from "../api/client";
+import { errorMessage, hidePaths } from "../api/client";
 import { filterRows, sortRows, value } from "./nodes";
 import { triangleRow } from "./nodePage";
 import { attributionRequest, swapTargets, withIntervention, withTrace } from "./requests";
 import { syntheticResult } from "./synthetic";
+import { componentLabel, saeSite, tableRows, topKExplanation } from "./nodes";
+import { modesFor } from "./requests";
+import { expandEntries, textWarnings } from "../components/TokenList";
+import { parseHeads } from "../views/PathPatchingPanel";
 import { DEFAULT_STATE, parseRoute, routeToSearch, type DebuggerState, type Route } from "./urlState";
 import { sweepGrid } from "../views/SweepPanel";
 import { layoutGraph } from "../views/GraphPanel";
@@ -36,6 +40,12 @@ describe("URL state", () => {
     for (const route of routes) expect(parseRoute(routeToSearch(route))).toEqual(route);
   });
 
+  it("round-trips the round-2 view state: grouping, columns, graph budgets, path patching, steering", () => {
+    const state: DebuggerState = { ...IOI, panel: "generate", group: true, cols: ["direct_effect", "total_effect"], graphNodes: 10,
+      graphEdges: 20, senders: "L3.H0, L3.H1", receivers: "L2.H1", pathInputs: ["q", "k"], steer: "L3.mlp.F12", alpha: -7.5, steerPositions: [3, 14] };
+    expect(parseRoute(routeToSearch({ view: "debugger", state })).state).toEqual(state);
+    expect(parseRoute("?alpha=abc&gn=5000&spos=1,x,2").state).toMatchObject({ alpha: 10, graphNodes: 200, steerPositions: [1, 2] });
+  });
   it("falls back to defaults on garbage", () => {
     const route = parseRoute("?k=abc&sort=nonsense&iv={bad&kinds=foo,attn_head&panel=zzz");
     expect(route.state.topK).toBe(20);
@@ -55,7 +65,7 @@ describe("URL state", () => {
 describe("requests", () => {
   const row = syntheticResult(3, 2).nodes[0]; // an attn_head row at q=0, k=0
   it("builds an attribution request with both prompts and interventions on the first", () => {
-    const req = attributionRequest(withIntervention(IOI, row, "zero"));
+    const req = attributionRequest(withIntervention(IOI, row, "zero", "pair"));
     expect(req.prompts).toHaveLength(2);
     expect(req.prompts[0].interventions).toEqual([{ node: { kind: "attn_head", layer: 0, index: 0, position: 0, key_position: 0, sae: null }, mode: "zero" }]);
     expect(req.prompts[1].interventions).toEqual([]);
@@ -73,6 +83,13 @@ describe("requests", () => {
     const chained = withTrace(traced, row, "v");
     expect(chained.trace?.downstream).toEqual(traced.trace?.node);
     expect(withTrace(traced, row, "k").trace?.downstream).toBeNull();
+  });
+  it("acts on a head's whole output at the query by default, and only zeroes a (query, key) pair", () => {
+    const whole = withIntervention(IOI, row, "mean");
+    expect(whole.interventions[0]).toEqual({ node: { kind: "attn_head", layer: 0, index: 0, position: 0, key_position: null, sae: null }, mode: "mean" });
+    expect(withIntervention(IOI, row, "mean", "pair")).toBe(IOI);      // the engine refuses it: not offered
+    expect(modesFor("pair")).toEqual(["zero"]);
+    expect(modesFor("head")).toEqual(["zero", "mean", "resample", "patch"]);
   });
   it("swaps targets and distractors", () => {
     expect(swapTargets(IOI)).toMatchObject({ targets: [" John"], distractors: [" Mary"] });
@@ -113,6 +130,12 @@ describe("errors", () => {
       .toBe("no node datasets are loaded (start the server with --datasets)");
     expect(errorMessage(500, null)).toBe("HTTP 500");
   });
+  it("hides the server's file-system paths but keeps URLs and hook points", () => {
+    expect(hidePaths("no node dataset at '' in local directory /work/wt/data/datasets/organism: manifest.json is missing"))
+      .toBe("no node dataset at '' in local directory …/organism: manifest.json is missing");
+    expect(hidePaths("see https://lab.example.org/a/b and blocks.3.hook_mlp_out")).toBe("see https://lab.example.org/a/b and blocks.3.hook_mlp_out");
+    expect(errorMessage(404, { detail: "cannot read /srv/x/y.json" })).toBe("cannot read …/y.json");
+  });
 });
 
 describe("panels and node pages", () => {
@@ -138,6 +161,40 @@ describe("panels and node pages", () => {
     const flat = [1, 2, 3, 4, 5, 6]; // rows [1] [2 3] [4 5 6]
     expect(triangleRow(flat, 0)).toEqual([1]);
     expect(triangleRow(flat, 2)).toEqual([4, 5, 6]);
+  });
+  it("labels latents of two SAEs in one layer apart", () => {
+    expect(componentLabel({ kind: "sae_latent", layer: 3, index: 468, sae: "blocks.3.hook_mlp_out" })).toBe("L3.mlp.F468");
+    expect(componentLabel({ kind: "sae_latent", layer: 3, index: 468, sae: "blocks.3.hook_attn_out" })).toBe("L3.attn.F468");
+    expect(componentLabel({ kind: "sae_error", layer: 0, index: 0, sae: "blocks.0.hook_attn_out" })).toBe("L0.attn.err");
+    expect(saeSite("blocks.2.mlp.hook_post")).toBe("mlp_post");
+  });
+  it("rejects node-page links that name no node", () => {
+    expect(parseRoute("?view=node&kind=banana&layer=0&index=0").view).toBe("bad-node");
+    expect(parseRoute("?view=node&kind=attn_head&layer=x&index=0").view).toBe("bad-node");
+    expect(parseRoute("?view=node&kind=attn_head&layer=1&index=2").view).toBe("node");
+  });
+  it("groups rows by type after sorting, and explains the row count of a top-k", () => {
+    const rows = syntheticResult(300).nodes;
+    const grouped = tableRows(rows, { kinds: [], layer: null, search: "", sort: DEFAULT_STATE.sort, group: true });
+    const firstNeuron = grouped.findIndex((r) => r.kind === "mlp_neuron");
+    expect(grouped.slice(0, firstNeuron).every((r) => r.kind === "attn_head")).toBe(true);
+    expect(grouped.slice(firstNeuron).every((r) => r.kind === "mlp_neuron")).toBe(true);
+    expect(topKExplanation(20, 1, 112)).toContain("at most 7 × 20 = 140");
+  });
+  it("expands ranges and lists of targets, and warns about a missing space only where it is a slip", () => {
+    expect(expandEntries("33..99")).toHaveLength(67);
+    expect(expandEntries("01..03")).toEqual(["01", "02", "03"]);
+    expect(expandEntries(" 1..3")).toEqual([" 1", " 2", " 3"]);
+    expect(expandEntries(" Mary, John")).toEqual([" Mary", " John"]);
+    expect(expandEntries(",")).toEqual([","]);
+    expect(textWarnings("33", "The war lasted from the year 1732 to the year 17")).toEqual([]);
+    expect(textWarnings("Mary", "gave a drink to")[0]).toContain("no leading space");
+    expect(textWarnings(".", "The end")).toEqual([]);
+  });
+  it("parses head lists for path patching", () => {
+    expect(parseHeads("L1.H2, L0H3")).toEqual({ heads: [[1, 2], [0, 3]], error: null });
+    expect(parseHeads("L9.H0", 4, 8).error).toContain("4 layers");
+    expect(parseHeads("banana").error).toContain("not a head");
   });
   it("navigates nodes by arrow keys within bounds", () => {
     const n = { kind: "mlp_neuron" as const, layer: 0, index: 0, sae: null };

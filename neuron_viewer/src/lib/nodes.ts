@@ -11,7 +11,19 @@ export const KIND_LABELS: Record<NodeKind, string> = {
   sae_error: "SAE error",
 };
 
-/** A short label: "L1.H3", "L0.N42", "L2.latent 7", "tok emb"; the SAE's point for latents. */
+/** The short name of an SAE's site from its hook point: "blocks.3.hook_mlp_out" → "mlp",
+ * "blocks.3.hook_attn_out" → "attn", "blocks.3.mlp.hook_post" → "mlp_post", else the hook's name
+ * without "hook_" (so latents of two SAEs in one layer never share a label). */
+export function saeSite(sae: string | null | undefined): string {
+  if (!sae) return "sae";
+  const tail = sae.replace(/^blocks\.\d+\./, "");
+  if (tail === "hook_mlp_out") return "mlp";
+  if (tail === "hook_attn_out") return "attn";
+  if (tail === "mlp.hook_post") return "mlp_post";
+  return tail.replace(/hook_/g, "").replace(/\./g, "_") || "sae";
+}
+
+/** A short label: "L1.H3", "L0.N42", "L3.mlp.F468", "L3.attn.err", "tok emb". */
 export function componentLabel(row: Pick<NodeRow, "kind" | "layer" | "index" | "sae">): string {
   switch (row.kind) {
     case "attn_head":
@@ -19,9 +31,9 @@ export function componentLabel(row: Pick<NodeRow, "kind" | "layer" | "index" | "
     case "mlp_neuron":
       return `L${row.layer}.N${row.index}`;
     case "sae_latent":
-      return `L${row.layer}.F${row.index}`;
+      return `L${row.layer}.${saeSite(row.sae)}.F${row.index}`;
     case "sae_error":
-      return `L${row.layer}.err`;
+      return `L${row.layer}.${saeSite(row.sae)}.err`;
     default:
       return KIND_LABELS[row.kind];
   }
@@ -108,8 +120,29 @@ export function sortRows(rows: NodeRow[], sort: SortSpec): NodeRow[] {
   return keyed.map((k) => k.row);
 }
 
-export function tableRows(rows: NodeRow[], state: Pick<DebuggerState, "kinds" | "layer" | "search" | "sort">): NodeRow[] {
-  return sortRows(filterRows(rows, state), state.sort);
+/** The order of component types when the table is grouped: heads, neurons and latents first, so
+ * that large embedding effects do not bury them. */
+export const GROUP_ORDER: NodeKind[] = ["attn_head", "mlp_neuron", "sae_latent", "sae_error", "embedding", "pos_embedding"];
+
+/** Rows stably regrouped by component type (each group keeps its sorted order): one pass. */
+export function groupRows(rows: NodeRow[]): NodeRow[] {
+  const buckets = new Map<NodeKind, NodeRow[]>(GROUP_ORDER.map((k) => [k, []]));
+  for (const row of rows) buckets.get(row.kind)!.push(row);
+  return GROUP_ORDER.flatMap((k) => buckets.get(k)!);
+}
+
+export function tableRows(rows: NodeRow[], state: Pick<DebuggerState, "kinds" | "layer" | "search" | "sort"> & { group?: boolean }): NodeRow[] {
+  const sorted = sortRows(filterRows(rows, state), state.sort);
+  return state.group ? groupRows(sorted) : sorted;
+}
+
+/** Why a top-k request returns the rows it does: each metric column's k largest (and, except the
+ * write magnitude, k smallest) nodes on each prompt, merged (a node in several lists is one row). */
+export function topKExplanation(k: number, prompts: number, rows: number): string {
+  const most = 7 * k * prompts;
+  return `top-k ${k} → ${rows} rows: on ${prompts === 1 ? "the prompt" : `each of the ${prompts} prompts`}, the ${k} largest and ${k} smallest ` +
+    `nodes by act, direct and total, and the ${k} largest by write, merged (at most 7 × ${k}${prompts > 1 ? ` × ${prompts}` : ""} = ${most}; ` +
+    "a node in several lists is one row)";
 }
 
 /** The largest |value| of a column (for colour scaling). */

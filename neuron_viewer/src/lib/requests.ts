@@ -21,11 +21,24 @@ export function attributionRequest(state: DebuggerState, overrides: Partial<Attr
   };
 }
 
+/** What a head row's action acts on: the whole head at the query token (key_position null: zero,
+ * mean, resample and patch all work) or the one (query, key) pair (the engine only zeroes a pair). */
+export type HeadScope = "head" | "pair";
+
+/** The modes the engine accepts for a scope (see activation_server/node_interventions.py). */
+export function modesFor(scope: HeadScope | null): NodeIntervention["mode"][] {
+  return scope === "pair" ? ["zero"] : ["zero", "mean", "resample", "patch"];
+}
+
 /** The state after adding an intervention on a row's node in the first prompt (replacing any
- * earlier intervention on the same node). */
-export function withIntervention(state: DebuggerState, row: NodeRow, mode: NodeIntervention["mode"]): DebuggerState {
-  const node = nodeRef(row, 0);
-  if (!node) return state;
+ * earlier intervention on the same node). For a head row, `scope` "head" (the default) acts on
+ * the head's whole output at the query token, "pair" on the row's (query, key) pair. */
+export function withIntervention(state: DebuggerState, row: NodeRow, mode: NodeIntervention["mode"],
+                                 scope: HeadScope = "head"): DebuggerState {
+  const pair = nodeRef(row, 0);
+  if (!pair) return state;
+  const node = row.kind === "attn_head" && scope === "head" ? { ...pair, key_position: null } : pair;
+  if (!modesFor(row.kind === "attn_head" ? scope : null).includes(mode)) return state;
   const iv: NodeIntervention = mode === "patch" ? { node, mode, source_prompt: 1 } : { node, mode };
   return { ...state, interventions: [...state.interventions.filter((x) => !sameNode(x.node, node)), iv] };
 }

@@ -5,7 +5,8 @@ import type { NodeIntervention, NodeKind, SweepKind, TraceSpec } from "../api/cl
 export const METRICS = ["activation", "write_magnitude", "direct_effect", "total_effect"] as const;
 export type Metric = (typeof METRICS)[number];
 export type Side = "left" | "right" | "diff";
-export type Panel = "none" | "sweep" | "graph";
+export type Panel = "none" | "sweep" | "graph" | "lens" | "heads" | "path" | "generate";
+export const PANELS: Panel[] = ["none", "sweep", "graph", "lens", "heads", "path", "generate"];
 
 export interface SortSpec {
   metric: Metric;
@@ -36,6 +37,21 @@ export interface DebuggerState {
   search: string;
   panel: Panel;
   sweepKind: SweepKind;
+  /** group the node table's rows by component type */
+  group: boolean;
+  /** the node table's metric columns (empty = the default: all four; direct and total when comparing) */
+  cols: Metric[];
+  /** graph budgets */
+  graphNodes: number;
+  graphEdges: number;
+  /** path patching: sender and receiver heads as typed ("L3.H0, L3.H1"), the receivers' inputs */
+  senders: string;
+  receivers: string;
+  pathInputs: ("q" | "k" | "v")[];
+  /** steering: the node ("L3.N412", "L3.mlp.F12"), α, and the prompt positions (empty = all) */
+  steer: string;
+  alpha: number;
+  steerPositions: number[];
 }
 
 export interface NodeAddress {
@@ -48,6 +64,7 @@ export interface NodeAddress {
 export type Route =
   | { view: "debugger"; state: DebuggerState }
   | { view: "node"; node: NodeAddress; state: DebuggerState }
+  | { view: "bad-node"; message: string; state: DebuggerState }
   | { view: "synthetic"; rows: number; state: DebuggerState };
 
 export const DEFAULT_STATE: DebuggerState = {
@@ -66,6 +83,16 @@ export const DEFAULT_STATE: DebuggerState = {
   search: "",
   panel: "none",
   sweepKind: "heads",
+  group: false,
+  cols: [],
+  graphNodes: 24,
+  graphEdges: 60,
+  senders: "",
+  receivers: "",
+  pathInputs: ["q", "k", "v"],
+  steer: "",
+  alpha: 10,
+  steerPositions: [],
 };
 
 const SWEEP_KINDS: SweepKind[] = ["heads", "heads_by_position", "resid_pre", "attn_out", "mlp_out"];
@@ -115,8 +142,20 @@ export function parseState(params: URLSearchParams): DebuggerState {
     kinds: (params.get("kinds") ?? "").split(",").filter((k): k is NodeKind => NODE_KINDS.includes(k as NodeKind)),
     layer: intOr(params.get("flayer"), null),
     search: params.get("q") ?? "",
-    panel: panel === "sweep" || panel === "graph" ? panel : "none",
+    panel: PANELS.includes(panel as Panel) ? (panel as Panel) : "none",
     sweepKind: sweep && SWEEP_KINDS.includes(sweep) ? sweep : "heads",
+    group: params.get("group") === "kind",
+    cols: (params.get("cols") ?? "").split(",").filter((c): c is Metric => (METRICS as readonly string[]).includes(c)),
+    graphNodes: Math.min(200, Math.max(1, intOr(params.get("gn"), DEFAULT_STATE.graphNodes))),
+    graphEdges: Math.min(1000, Math.max(1, intOr(params.get("ge"), DEFAULT_STATE.graphEdges))),
+    senders: params.get("snd") ?? "",
+    receivers: params.get("rcv") ?? "",
+    pathInputs: params.has("pin")
+      ? (["q", "k", "v"] as const).filter((x) => (params.get("pin") ?? "").split(",").includes(x)) : DEFAULT_STATE.pathInputs,
+    steer: params.get("steer") ?? "",
+    alpha: Number.isFinite(Number(params.get("alpha"))) && params.get("alpha") !== null && params.get("alpha") !== ""
+      ? Number(params.get("alpha")) : DEFAULT_STATE.alpha,
+    steerPositions: (params.get("spos") ?? "").split(",").filter((x) => /^\d+$/.test(x)).map(Number),
   };
 }
 
@@ -139,6 +178,16 @@ export function stateToParams(state: DebuggerState, params = new URLSearchParams
   if (state.search) params.set("q", state.search);
   if (state.panel !== "none") params.set("panel", state.panel);
   if (state.sweepKind !== d.sweepKind) params.set("sweep", state.sweepKind);
+  if (state.group) params.set("group", "kind");
+  if (state.cols.length) params.set("cols", state.cols.join(","));
+  if (state.graphNodes !== d.graphNodes) params.set("gn", String(state.graphNodes));
+  if (state.graphEdges !== d.graphEdges) params.set("ge", String(state.graphEdges));
+  if (state.senders) params.set("snd", state.senders);
+  if (state.receivers) params.set("rcv", state.receivers);
+  if (state.pathInputs.join(",") !== d.pathInputs.join(",")) params.set("pin", state.pathInputs.join(","));
+  if (state.steer) params.set("steer", state.steer);
+  if (state.alpha !== d.alpha) params.set("alpha", String(state.alpha));
+  if (state.steerPositions.length) params.set("spos", state.steerPositions.join(","));
   return params;
 }
 
@@ -147,13 +196,25 @@ export function parseRoute(search: string): Route {
   const state = parseState(params);
   const view = params.get("view");
   if (view === "node") {
-    const kind = params.get("kind") as NodeAddress["kind"];
+    const kind = params.get("kind") ?? "";
+    if (!PAGE_KINDS.includes(kind as NodeAddress["kind"]))
+      return { view: "bad-node", state,
+        message: `unknown node kind ${JSON.stringify(kind)}: a node page is for ${PAGE_KINDS.join(", ")}` };
+    for (const field of ["layer", "index"]) {
+      const raw = params.get(field);
+      const n = Number(raw);
+      if (raw === null || raw.trim() === "" || !Number.isInteger(n) || n < 0)
+        return { view: "bad-node", state,
+          message: `${field} must be a whole number ≥ 0${raw === null ? " (it is missing)" : `, not ${JSON.stringify(raw)}`}` };
+    }
+    if (kind === "sae_latent" && !params.get("sae"))
+      return { view: "bad-node", state, message: "an sae_latent page needs sae (the SAE's hook point)" };
     return {
       view: "node",
       node: {
-        kind: PAGE_KINDS.includes(kind) ? kind : "mlp_neuron",
-        layer: Math.max(0, intOr(params.get("layer"), 0)),
-        index: Math.max(0, intOr(params.get("index"), 0)),
+        kind: kind as NodeAddress["kind"],
+        layer: Number(params.get("layer")),
+        index: Number(params.get("index")),
         sae: params.get("sae"),
       },
       state,

@@ -1,7 +1,7 @@
 /** A node's page: top-activating examples with per-token heatmaps (token pairs for heads), random
  * and quantile samples, histogram, promoted / suppressed tokens, live activations on the user's
  * prompts, previous / next node and layer (buttons and arrow keys). */
-import { useEffect, useMemo } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { unwrap, type ServerInfo } from "../api/client";
 import { TokenHeatmap } from "../components/TokenHeatmap";
 import { formatNumber, showToken } from "../lib/color";
@@ -38,18 +38,30 @@ export function navigateKey(n: NodeAddress, key: string, layers: number | null, 
   return null;
 }
 
+/** What a head's numbers are, said once on its page (the node table's "act" for a head pair is the
+ * attention probability; datasets and these heatmaps use the write norm unless told otherwise). */
+export const HEAD_VALUE_NAMES = {
+  write_norm: "write norm",
+  attention_prob: "attention probability",
+} as const;
+export const HEAD_VALUE_TIPS = {
+  write_norm: "write norm ‖p·v_k W_O‖: the attention probability times the norm of what the key's value writes (TDB's attn_write_norm)",
+  attention_prob: "attention probability p(query → key) (the node table's act for a head pair)",
+} as const;
+
 function Examples({ title, windows, tokenPair }: { title: string; windows: ExampleWindow[]; tokenPair: boolean }) {
   if (windows.length === 0) return null;
   const scale = Math.max(1e-12, ...windows.map((w) => w.max_activation));
   return (
     <section className="examples" aria-label={title}>
       <h3>{title}</h3>
-      {tokenPair && <p className="muted">hover a token to see which earlier tokens it attends to</p>}
+      {tokenPair && <p className="muted" data-testid="head-value-note">values: {HEAD_VALUE_TIPS.write_norm}; a token's value is its largest over keys, examples are ranked by it. Hover a token to see its write norm to each earlier token.</p>}
       {windows.map((w, i) => (
         <div key={i} className="example">
           <span className="muted mono max">{formatNumber(w.max_activation, 2)}</span>
           <TokenHeatmap tokens={w.tokens} values={w.activations} scale={scale} highlight={w.max_position ?? null}
-            pairRow={tokenPair && w.token_pair_activations ? (q) => triangleRow(w.token_pair_activations!, q) : undefined} />
+            pairRow={tokenPair && w.token_pair_activations ? (q) => triangleRow(w.token_pair_activations!, q) : undefined}
+            valueName={tokenPair ? "write norm (max over keys)" : "activation"} pairName={HEAD_VALUE_NAMES.write_norm} />
         </div>
       ))}
     </section>
@@ -88,23 +100,34 @@ function Effects({ title, effects }: { title: string; effects: TokenEffect[] }) 
 
 function LiveActivations({ node, prompts }: { node: NodeAddress; prompts: string[] }) {
   const client = useClient();
+  const [headValue, setHeadValue] = useState<keyof typeof HEAD_VALUE_NAMES>("write_norm");
   const body = useMemo(() => ({
     component: { kind: node.kind, layer: node.layer, index: node.index, sae: node.kind === "sae_latent" ? node.sae : null },
-    prompts,
-  }), [node, prompts]);
+    prompts, head_value: headValue,
+  }), [node, prompts, headValue]);
   const live = useLoad(prompts.length ? JSON.stringify(body) : null, () => unwrap(client.POST("/api/v1/nodes/activations", { body })));
   if (!prompts.length) return <p className="muted">Type a prompt in the debugger to see this node's activations on it.</p>;
   return (
     <section aria-label="live activations">
       <h3>On your prompts</h3>
-      {node.kind === "attn_head" && <p className="muted">each query token by its largest write norm over keys; hover a token to see the keys it attends to</p>}
+      {node.kind === "attn_head" && (
+        <p className="muted">
+          <select aria-label="head value" value={headValue} onChange={(e) => setHeadValue(e.target.value as keyof typeof HEAD_VALUE_NAMES)}
+            title={HEAD_VALUE_TIPS[headValue]}>
+            {(Object.keys(HEAD_VALUE_NAMES) as (keyof typeof HEAD_VALUE_NAMES)[]).map((k) => <option key={k} value={k}>{HEAD_VALUE_NAMES[k]}</option>)}
+          </select>{" "}
+          <span data-testid="live-head-note">{HEAD_VALUE_TIPS[headValue]}. Each query token shows its largest {HEAD_VALUE_NAMES[headValue]} over keys; hover a token to see its {HEAD_VALUE_NAMES[headValue]} to each key.</span>
+        </p>
+      )}
       <Status load={live} what="activations" />
       {live.status === "ok" && live.data.prompts.map((p, i) => {
         const values = p.values ?? (p.matrix ?? []).map((row) => Math.max(0, ...row));
         return (
           <div key={i} className="example">
             <TokenHeatmap tokens={p.tokens} values={values} scale={Math.max(1e-12, live.data.max_value)}
-              pairRow={p.matrix ? (q) => p.matrix![q] ?? null : undefined} />
+              pairRow={p.matrix ? (q) => p.matrix![q] ?? null : undefined}
+              valueName={node.kind === "attn_head" ? `${HEAD_VALUE_NAMES[headValue]} (max over keys)` : "activation"}
+              pairName={HEAD_VALUE_NAMES[headValue]} />
           </div>
         );
       })}

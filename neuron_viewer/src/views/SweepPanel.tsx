@@ -70,8 +70,8 @@ export function SweepPanel({ state, navigate }: { state: DebuggerState; navigate
   return (
     <section className="panel" aria-label="patching sweep">
       <div className="panel-head">
-        <strong>Patching sweep</strong> <span className="muted">clean = prompt, corrupted = second prompt</span>{" "}
-        <select aria-label="sweep kind" value={state.sweepKind} onChange={(e) => navigate({ ...state, sweepKind: e.target.value as SweepKind })}>
+        <strong title="Patch each component's value from the clean prompt into the corrupted one and report the fraction of the clean objective it restores.">Patching sweep</strong> <span className="muted">clean = prompt, corrupted = second prompt</span>{" "}
+        <select aria-label="sweep kind" title="What is patched from the clean run, one cell at a time: each head's output (heads), each head at each position, or the residual stream / attention / MLP output of each layer at each position." value={state.sweepKind} onChange={(e) => navigate({ ...state, sweepKind: e.target.value as SweepKind })}>
           {KINDS.map((k) => <option key={k} value={k}>{k}</option>)}
         </select>
       </div>
