@@ -283,6 +283,8 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         cache.put(key, page)
         return page
 
+    from .api_explanations import explanations_router  # issue 18: explanations
+    api.include_router(explanations_router(state))
     app.include_router(api)
     mount_viewer(app, config.viewer_dir)
     return app
