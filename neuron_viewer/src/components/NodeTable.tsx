@@ -6,6 +6,7 @@ import { divergingColor, formatNumber } from "../lib/color";
 import { columnScale, componentLabel, KIND_LABELS, positionLabel, tableRows, value } from "../lib/nodes";
 import { METRICS, type DebuggerState, type Metric, type Side, type SortSpec } from "../lib/urlState";
 import { VirtualRows } from "./VirtualRows";
+import { ExplanationCell, ExplanationHeader, ExplanationsProvider } from "./ExplanationCell";
 
 export const METRIC_LABELS: Record<Metric, string> = {
   activation: "act",
@@ -81,6 +82,7 @@ const Row = memo(function Row({ row, index, tokens, comparing, scales, onAction 
           </span>
         );
       }))}
+      <ExplanationCell row={row} />
       <span className="nt-cell nt-actions" role="cell"><Actions row={row} comparing={comparing} onAction={onAction} /></span>
     </div>
   );
@@ -110,6 +112,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
     );
   };
   return (
+    <ExplanationsProvider rows={rows}>
     <div className="node-table" role="grid" aria-label="node table" aria-rowcount={shown.length}>
       <div className="nt-filters">
         <span className="muted">type</span>
@@ -144,6 +147,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
         <span className="nt-cell nt-name">node</span>
         <span className="nt-cell nt-pos">token (q ← k)</span>
         {METRICS.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
+        <ExplanationHeader />
         <span className="nt-cell nt-actions">actions</span>
       </div>
       {shown.length === 0 ? (
@@ -155,5 +159,6 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
           )} />
       )}
     </div>
+    </ExplanationsProvider>
   );
 }

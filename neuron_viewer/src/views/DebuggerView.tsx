@@ -14,6 +14,7 @@ import type { DebuggerState, NodeAddress } from "../lib/urlState";
 import { PromptForm } from "./PromptForm";
 import { GraphPanel } from "./GraphPanel";
 import { SweepPanel } from "./SweepPanel";
+import { ExplanationSearch } from "../components/ExplanationSearch";
 
 export interface DebuggerViewProps {
   state: DebuggerState;
@@ -139,6 +140,7 @@ export function DebuggerView(props: DebuggerViewProps) {
   return (
     <div className="debugger">
       <PromptForm state={state} info={info} onRun={navigate} />
+      <ExplanationSearch openNode={props.openNode} />
       <nav className="tabs">
         {(["none", "sweep", "graph"] as const).map((p) => (
           <button key={p} className={state.panel === p ? "active" : ""} onClick={() => navigate({ ...state, panel: p })}>
