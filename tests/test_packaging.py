@@ -18,6 +18,8 @@ def test_wheel_file_list(tmp_path):
     assert top_levels == {"mechscope", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for package in ("inference", "autoencoders", "datasets", "activation_server"):
         assert f"mechscope/{package}/__init__.py" in names
+    for subpackage in ("datasets/stores", "datasets/explanations"):  # subpackages too, not only the four roots
+        assert f"mechscope/{subpackage}/__init__.py" in names
     assert "mechscope/inference/assets/gpt2_tokenizer/encoder.json" in names
     assert "mechscope/inference/assets/gpt2_tokenizer/vocab.bpe" in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
