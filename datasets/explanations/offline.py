@@ -106,36 +106,77 @@ def _families(w: Windows, head: bool) -> dict[str, list[Clause]]:
     return fam
 
 
-def _best(ev: _Evaluator, base: list[Clause], options: list[Clause]) -> tuple[float, Clause | None]:
-    best, found = -np.inf, None
-    for c in options:
-        s = ev.score(base + [c])
-        if s > best:
-            best, found = s, c
-    return best, found
+_TOKEN_FAMILIES = ("tokens", "after", "context")
+
+
+def _options(fam: dict[str, list[Clause]]) -> dict[tuple, Clause]:
+    """Candidates keyed so that the same choice made on two folds has the same key: token lists by
+    family and length (their tokens differ per fold), other clauses by what they say."""
+    out: dict[tuple, Clause] = {}
+    for name, options in fam.items():
+        for j, c in enumerate(options):
+            out[(name, j) if name in _TOKEN_FAMILIES else (name, c.kind, c.relation, c.lo, c.hi)] = c
+    return out
+
+
+class _CrossValidated:
+    """Scores a choice of clause by 2-fold cross-validation over the train windows: the clause is
+    built from one half and scored on the other (token lists picked from one half must predict the
+    other), so long lists of one-off tokens lose to general clauses that carry over."""
+
+    def __init__(self, w: Windows, head: bool):
+        self.full = _options(_families(w, head))
+        halves = [Windows([x for i, x in enumerate(w.windows) if i % 2 == p], w.vocab) for p in (0, 1)]
+        self.split = len(w.windows) >= 4 and all(len(h) for h in halves)
+        if self.split:
+            self.evals = [_Evaluator(h) for h in halves]
+            self.fold_options = [_options(_families(h, head)) for h in halves]
+        else:
+            self.evals, self.fold_options = [_Evaluator(w)], [self.full]
+
+    def score(self, base: list[Clause], key: tuple) -> float | None:
+        if not self.split:
+            c = self.full.get(key)
+            return None if c is None else self.evals[0].score(base + [c])
+        if key[0] not in _TOKEN_FAMILIES:  # the same clause whatever the fold: score it on both halves
+            c = self.full.get(key)
+            return None if c is None else float(np.mean([ev.score(base + [c]) for ev in self.evals]))
+        if not all(key in opts for opts in self.fold_options):
+            return None
+        return float(np.mean([self.evals[1 - f].score(base + [self.fold_options[f][key]]) for f in (0, 1)]))
+
+    def clause(self, key: tuple) -> Clause | None:
+        found = self.full.get(key)
+        if found is None and key[0] in _TOKEN_FAMILIES:  # a longer list than the whole train offers
+            lists = [c for k, c in self.full.items() if k[0] == key[0]]
+            found = lists[-1] if lists else None
+        return found
+
+    def best(self, base: list[Clause], exclude: set[str]) -> tuple[float, tuple | None]:
+        keys = {k for opts in self.fold_options for k in opts} | set(self.full)
+        best, found = -np.inf, None
+        for key in sorted(keys, key=str):
+            if key[0] in exclude:
+                continue
+            s = self.score(base, key)
+            if s is not None and s > best:
+                best, found = s, key
+        return best, found
 
 
 def _greedy(w: Windows, head: bool) -> tuple[list[Clause], float]:
-    ev = _Evaluator(w)
-    fam = _families(w, head)
-    score, first, first_family = -np.inf, None, None
-    for name, options in fam.items():
-        s, c = _best(ev, [], options)
-        if c is not None and s > score:
-            score, first, first_family = s, c, name
+    cv = _CrossValidated(w, head)
+    score, key = cv.best([], set())
+    first = cv.clause(key) if key is not None else None
     if first is None:
         return [], 0.0
-    chosen, used = [first], {first_family}
+    chosen, used = [first], {key[0]}
     for _ in range(2):
-        gains = [(s, c, name) for name, options in fam.items() if name not in used
-                 for s, c in [_best(ev, chosen, options)] if c is not None]
-        if not gains:
-            break
-        s, c, name = max(gains, key=lambda g: g[0])
-        if s < score + MIN_GAIN:
+        s, key = cv.best(chosen, used)
+        if key is None or s < score + MIN_GAIN or (c := cv.clause(key)) is None:
             break
         chosen.append(c)
-        used.add(name)
+        used.add(key[0])
         score = s
     return chosen, score
 
@@ -192,7 +233,7 @@ class OfflineExplainer:
             details["inactive"] = True
         else:
             clauses, train_score = _greedy(w, head)
-            details["train_score"] = round(float(train_score), 4)
+            details["train_cv_score"] = round(float(train_score), 4)
         if head:
             relation, share = head_key_relation(split.train[: (len(page.top_examples) + 1) // 2])
             details["key_relation"], details["key_relation_share"] = relation, round(share, 3)
