@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from .explanation_schemas import (ExplainNodeRequest, ExplanationBrief, ExplanationHit, ExplanationKind,
                                   ExplanationLookupRequest, ExplanationLookupResult, ExplanationModel,
                                   ExplanationSearchResult, NodeExplanations)
+from .api_models import MessageErrorBody
 from .http_errors import NodeNotFound
 
 REFRESH_S = 5.0
@@ -87,7 +88,8 @@ def _brief(e) -> ExplanationBrief:  # type: ignore[no-untyped-def]
 
 
 def explanations_router(state) -> APIRouter:  # type: ignore[no-untyped-def]
-    router = APIRouter(tags=["explanations"])
+    router = APIRouter(tags=["explanations"], responses={
+        404: {"model": MessageErrorBody, "description": "no loaded dataset of that name, or none holds the node"}})
     indexes = _Indexes(state)
 
     def names(dataset: str | None) -> list[str]:
@@ -149,9 +151,10 @@ def explanations_router(state) -> APIRouter:  # type: ignore[no-untyped-def]
         return await anyio.to_thread.run_sync(run)
 
     @router.post("/explanations/explain", response_model=NodeExplanations,
-                 responses={409: {"description": "the LLM explainer is not configured"},
-                            502: {"description": "the LLM endpoint refused or failed"},
-                            503: {"description": "the LLM endpoint is unreachable or overloaded"}})
+                 responses={409: {"model": MessageErrorBody, "description": "the LLM explainer is not configured"},
+                            502: {"model": MessageErrorBody, "description": "the LLM endpoint refused or failed"},
+                            503: {"model": MessageErrorBody,
+                                  "description": "the LLM endpoint is unreachable or overloaded"}})
     async def explain_now(request: ExplainNodeRequest) -> NodeExplanations:
         """Run the explainer ('offline', or 'llm' when configured) on one node now, store and return
         the node's explanations."""

@@ -1672,12 +1672,23 @@ export interface operations {
                     "application/json": components["schemas"]["MessageErrorBody"];
                 };
             };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
             /** @description the LLM explainer is not configured */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
             };
             /** @description request body over the size limit */
             413: {
@@ -1711,14 +1722,18 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
             };
             /** @description the LLM endpoint is unreachable or overloaded */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
             };
         };
     };
@@ -1755,6 +1770,15 @@ export interface operations {
             };
             /** @description missing or wrong bearer token (only with --auth-token) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1842,6 +1866,15 @@ export interface operations {
                     "application/json": components["schemas"]["MessageErrorBody"];
                 };
             };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
             /** @description request body over the size limit */
             413: {
                 headers: {
@@ -1916,6 +1949,15 @@ export interface operations {
             };
             /** @description missing or wrong bearer token (only with --auth-token) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
