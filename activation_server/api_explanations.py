@@ -32,13 +32,19 @@ class _Indexes:
         self.state = state
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[tuple, float, object]] = {}
+        self._stores: dict[str, object] = {}
 
     def store(self, name: str):  # type: ignore[no-untyped-def]
+        """The dataset's ExplanationStore, one per dataset (its lock serialises explain-now writes)."""
         from mechscope.datasets.explanations import ExplanationStore
         dataset = self.state.datasets[name]
         if not hasattr(dataset, "store"):
             return None
-        return ExplanationStore(dataset.store, getattr(dataset, "prefix", ""))
+        with self._lock:
+            found = self._stores.get(name)
+            if found is None:
+                found = self._stores[name] = ExplanationStore(dataset.store, getattr(dataset, "prefix", ""))
+        return found
 
     def _signature(self, store) -> tuple:  # type: ignore[no-untyped-def]
         from mechscope.datasets.stores import join_key
@@ -166,8 +172,8 @@ def explanations_router(state) -> APIRouter:  # type: ignore[no-untyped-def]
 
 
 def _explain_now(state, indexes, listed, node, explainer_name, node_explanations):  # type: ignore[no-untyped-def]
-    from mechscope.datasets.explanations import (ExplanationStore, LlmAuthError, LlmError, LlmNotConfiguredError,
-                                                 LlmUnavailableError, explain_dataset)
+    from mechscope.datasets.explanations import (LlmAuthError, LlmError, LlmNotConfiguredError, LlmUnavailableError,
+                                                 explain_dataset)
     from .cli_explain import make_explainer
     for name in listed:
         dataset = state.datasets[name]
@@ -179,8 +185,7 @@ def _explain_now(state, indexes, listed, node, explainer_name, node_explanations
             continue
         try:
             explainer, simulator = make_explainer(explainer_name)
-            explain_dataset(dataset, explainer, simulator, store=ExplanationStore(dataset.store, dataset.prefix),
-                            nodes=[node], progress=False)
+            explain_dataset(dataset, explainer, simulator, store=indexes.store(name), nodes=[node], progress=False)
         except LlmNotConfiguredError as e:
             raise HTTPException(409, detail=str(e)) from None
         except LlmUnavailableError as e:
