@@ -86,7 +86,7 @@ def _node_key(kind: str, layer: int | None, index: int, sae: str | None):  # typ
 
 def _model(e) -> ExplanationModel:  # type: ignore[no-untyped-def]
     return ExplanationModel(text=e.text, method=e.method, explainer=e.explainer, score=e.score, scorer=e.scorer,
-                            baselines=e.baselines, detection=e.detection)
+                            baselines=e.baselines, detection=e.detection, fuzzing=(e.details or {}).get("fuzzing"))
 
 
 def _brief(e) -> ExplanationBrief:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ class ExplanationModel(BaseModel):
     scorer: str | None = None
     baselines: dict[str, float | None] = Field(default_factory=dict)
     detection: float | None = Field(default=None, description="balanced accuracy, top vs random held-out windows")
+    fuzzing: float | None = Field(default=None, description="LLM fuzzing balanced accuracy (LLM explanations)")
 
 
 class NodeExplanations(BaseModel):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,9 @@ class LlmSimulator:
 
     name = "llm-simulator"
 
-    def __init__(self, client: ChatClient):
+    def __init__(self, client: ChatClient, *, fuzzing: bool = True):
         self.client = client
+        self.fuzzing = LlmFuzzingScorer(client) if fuzzing else None
 
     def prompt(self, text: str, windows: Sequence[ExampleWindow]) -> list[dict]:
         seqs = "\n".join(f"Sequence {i}: {json.dumps(list(w.tokens), ensure_ascii=False)}"
@@ -141,3 +143,55 @@ class LlmSimulator:
             values = (values + [0.0] * len(w.tokens))[: len(w.tokens)]
             out.append(np.asarray(values, dtype=np.float64))
         return out
+
+
+class LlmFuzzingScorer:
+    """Fuzzing (as in delphi): held-out top windows are shown twice, once with their activating
+    tokens marked <<like this>> and once with as many other tokens marked; the model says per
+    window whether the marked tokens are what the explanation describes. The score is the
+    balanced accuracy (correct marks vs shuffled marks), in one call per node."""
+
+    name = "llm-fuzzing"
+
+    def __init__(self, client: ChatClient, seed: int = 0):
+        self.client, self.seed = client, seed
+
+    @staticmethod
+    def marked(tokens: Sequence[str], marks: set[int]) -> str:
+        return "".join(f"<<{t}>>" if i in marks else t for i, t in enumerate(tokens))
+
+    def cases(self, windows: Sequence[ExampleWindow], key: str) -> list[tuple[str, bool]]:
+        rng = np.random.default_rng(zlib.crc32(f"{self.seed}:{key}".encode()))  # the same marks on a rerun
+        out = []
+        for w in windows:
+            acts = np.asarray(w.activations, dtype=np.float64)
+            if not len(acts) or acts.max() <= 0:
+                continue
+            real = {int(i) for i in np.flatnonzero(acts >= 0.5 * acts.max())}
+            others = [i for i in range(len(acts)) if i not in real]
+            if not others:
+                continue
+            fake = {int(i) for i in rng.choice(others, size=min(len(real), len(others)), replace=False)}
+            out += [(self.marked(w.tokens, real), True), (self.marked(w.tokens, fake), False)]
+        return out
+
+    def score(self, text: str, windows: Sequence[ExampleWindow], key: str = "") -> float | None:
+        from .scoring import balanced_accuracy
+        cases = self.cases(windows, key)
+        if not cases:
+            return None
+        body = "\n".join(f"Text {i}: {json.dumps(c, ensure_ascii=False)}" for i, (c, _) in enumerate(cases))
+        system = ("Some tokens of each text are marked <<like this>>. Say for each text whether the marked tokens are "
+                  "what the explanation describes. Answer only with a JSON list of 0s and 1s, one per text.")
+        answer = self.client.chat([{"role": "system", "content": system},
+                                   {"role": "user", "content": f"Explanation: {text.strip()}\n\n{body}"}],
+                                  max_tokens=4 * len(cases) + 16)
+        match = _LIST.search(answer)
+        try:
+            guesses = json.loads(match.group(0)) if match else None
+        except json.JSONDecodeError:
+            guesses = None
+        if not isinstance(guesses, list):
+            raise LlmError(f"the LLM at {self.client.url} did not answer a JSON list of 0/1: {answer[:200]!r}")
+        guesses = [bool(g) for g in guesses] + [False] * len(cases)
+        return balanced_accuracy([label for _, label in cases], guesses[: len(cases)])

@@ -117,11 +117,15 @@ def _explain_group(dataset, store, group, todo, explainer, simulator, pool, seed
         rand = score_text(simulator, pool_texts[j], split.held_out)[0] if j is not None else None
         empty = score_text(simulator, "", split.held_out)[0]
         tick()
+        fuzzing = getattr(simulator, "fuzzing", None)
         details = dict(out.details, rsquared_score=own.rsquared_score,
                        absolute_dev_explained_score=own.absolute_dev_explained_score,
                        held_out_windows=len(split.held_out), held_out_tokens=sum(len(w.tokens) for w in split.held_out))
         if j is not None:
             details["random_baseline_node"] = j
+        if fuzzing is not None:
+            held_top = [w for w, src in zip(split.held_out, split.held_out_sources) if src == "top"]
+            details["fuzzing"] = fuzzing.score(out.text, held_top, key=f"{group['name']}:{i}")
         return Explanation(text=out.text, method=out.method, explainer=explainer.name,
                            score=own.ev_correlation_score, scorer=simulator.name,
                            baselines={"random": None if rand is None else rand.ev_correlation_score,

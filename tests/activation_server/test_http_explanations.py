@@ -47,7 +47,7 @@ def test_node_explanations_with_tdb_file_and_baselines(client):
     assert offline["explainer"] == "offline" and offline["scorer"] == "offline-simulator"
     assert set(offline["baselines"]) == {"random", "empty"}
     assert tdb == {"text": "years in the 1700s", "method": "tdb", "explainer": "tdb", "score": 0.61,
-                   "scorer": "tdb", "baselines": {}, "detection": None}
+                   "scorer": "tdb", "baselines": {}, "detection": None, "fuzzing": None}
     latent = client.get(f"{API}/explanations/sae_latent/1/4", params={"sae": SAE}).json()
     assert latent["key"] == f"sae_latent:{SAE}:4" and latent["explanations"][0]["score"] is not None
 

@@ -40,7 +40,12 @@ def test_llm_explains_and_scores_with_well_formed_requests_and_caches(dataset, t
         first = server.completions
         # per node: its explanation, a random other node's (its group has no other yet), and the simulations
         # of its own and the empty explanation (the other node's text equals its own: a cache hit)
-        assert first == 3 * 4
+        store = ExplanationStore(dataset.store, dataset.prefix)
+        fuzzed = [store.for_node(n)[0].details.get("fuzzing") for n in NODES]
+        assert all(f is None or 0 <= f <= 1 for f in fuzzed) and any(f is not None for f in fuzzed)
+        assert first == 3 * 4 + sum(f is not None for f in fuzzed)  # plus one fuzzing call per node with top windows
+        fuzz_prompts = [b for b in server.requests if "marked" in b["messages"][0]["content"]]
+        assert fuzz_prompts and all("<<" in b["messages"][1]["content"] for b in fuzz_prompts)
         requests, hits = c.stats["requests"], c.stats["cache_hits"]
         for body, headers in zip(server.requests, server.headers):
             assert body["model"] == "canned-model" and body["temperature"] == 0.0 and body["max_tokens"] > 0
@@ -50,7 +55,6 @@ def test_llm_explains_and_scores_with_well_formed_requests_and_caches(dataset, t
         assert all(b["messages"][1]["content"].endswith("the main thing this neuron does is find")
                    for b in explain_prompts)
         assert any("\t10\n" in b["messages"][1]["content"] for b in explain_prompts)  # activations scaled 0-10
-        store = ExplanationStore(dataset.store, dataset.prefix)
         e = store.for_node(NODES[0])[0]
         assert e.explainer == "llm" and e.method == "llm/canned-model" and e.scorer == "llm-simulator"
         assert e.text == EXPLANATION and e.score is not None and e.baselines["empty"] == 0.0
@@ -122,3 +126,15 @@ def test_cli_llm_explainer(dataset, tmp_path, monkeypatch, capsys):
     store = ExplanationStore(dataset.store, "ds")
     assert json.loads(dataset.store.read(store.group_key("llm", "mlp_neuron.0")))["nodes"]["2"]["method"] == \
         "llm/cli-model"
+
+
+def test_fuzzing_marks_the_activating_tokens_or_as_many_others():
+    from mechscope.datasets.explanations.llm import LlmFuzzingScorer
+    from mechscope.datasets.node_records import ExampleWindow
+    w = ExampleWindow(tokens=["a", "b", "c", "d", "e"], activations=[0.0, 5.0, 1.0, 4.0, 0.0], max_activation=5.0)
+    scorer = LlmFuzzingScorer(client=None, seed=3)  # type: ignore[arg-type]
+    cases = scorer.cases([w], key="k")
+    assert cases[0] == ("a<<b>>c<<d>>e", True)  # activations >= half the window's max
+    fake, label = cases[1]
+    assert label is False and fake.count("<<") == 2 and "<<b>>" not in fake and "<<d>>" not in fake
+    assert scorer.cases([w], key="k") == cases  # deterministic across runs (the cache depends on it)

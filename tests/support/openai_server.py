@@ -41,6 +41,9 @@ class OpenAIServer:
             return f"{self.explanation}."
         explanation = user.split("\n", 1)[0]
         quoted = set(json.loads(q) for q in re.findall(r'"(?:[^"\\]|\\.)*"', explanation))
+        if "marked" in system:  # fuzzing: 1 where a marked token is one the explanation quotes
+            texts = [json.loads(m) for m in re.findall(r"^Text \d+: (.*)$", user, flags=re.M)]
+            return json.dumps([int(any(t in quoted for t in re.findall(r"<<(.*?)>>", x))) for x in texts])
         rows = []
         for line in user.splitlines():
             m = re.match(r"Sequence \d+: (.*)$", line)

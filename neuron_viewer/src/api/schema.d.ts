@@ -599,6 +599,11 @@ export interface components {
             detection?: number | null;
             /** Explainer */
             explainer: string;
+            /**
+             * Fuzzing
+             * @description LLM fuzzing balanced accuracy (LLM explanations)
+             */
+            fuzzing?: number | null;
             /** Method */
             method: string;
             /** Score */

@@ -36,7 +36,7 @@ export function NodeExplanations({ node }: { node: NodeAddress }) {
       <table className="dense" data-testid="explanations">
         <caption>explanations</caption>
         <thead><tr><th>explanation</th><th>method</th><th className="num">score</th><th className="num">random</th>
-          <th className="num">empty</th><th className="num">detection</th></tr></thead>
+          <th className="num">empty</th><th className="num" title="balanced accuracy: detection (simulation) / fuzzing (LLM)">detection</th></tr></thead>
         <tbody>
           {data?.explanations.map((e, i) => (
             <tr key={i} data-explainer={e.explainer}>
@@ -45,7 +45,8 @@ export function NodeExplanations({ node }: { node: NodeAddress }) {
               <td className="num mono">{formatScore(e.score)}</td>
               <td className="num mono">{formatScore(e.baselines?.random)}</td>
               <td className="num mono">{formatScore(e.baselines?.empty)}</td>
-              <td className="num mono">{formatScore(e.detection)}</td>
+              <td className="num mono" title={e.fuzzing == null ? undefined : `LLM fuzzing ${formatScore(e.fuzzing)}`}>
+                {formatScore(e.detection)}{e.fuzzing == null ? "" : ` / ${formatScore(e.fuzzing)}`}</td>
             </tr>
           ))}
           {data && data.explanations.length === 0 && <tr><td colSpan={6} className="muted">no explanation yet</td></tr>}
