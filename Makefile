@@ -42,12 +42,14 @@ viewer: $(VIEWER)/dist/index.html
 
 serve: setup viewer
 	$(VENV)/bin/mechscope datasets ensure-organism --out data/datasets
+	$(VENV)/bin/mechscope explain --dataset data/datasets/organism  # offline explanations; instant when done
 	$(VENV)/bin/mechscope serve
 
 test-viewer: setup-dev
 	cd $(VIEWER) && npm run --silent check:api && npm test --silent
 	$(PY) scripts/export_openapi.py --check
-	MECHSCOPE_PYTHON=$(PY) node --test --test-concurrency=1 tests/e2e/viewer.e2e.test.mjs tests/e2e/viewer_round2.e2e.test.mjs
+	MECHSCOPE_PYTHON=$(PY) node --test --test-concurrency=1 tests/e2e/viewer.e2e.test.mjs tests/e2e/viewer_round2.e2e.test.mjs \
+	    tests/e2e/explanations.e2e.test.mjs
 
 # pytest runs last so its summary closes the output.
 test: setup-dev test-viewer

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     from .datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)
+    from .explain import add_explain_subcommand
+    add_explain_subcommand(sub)
     from .serve import add_serve_subcommand
     add_serve_subcommand(sub)
     return parser

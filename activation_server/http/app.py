@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from ..server_schemas import MessageErrorBody
 from .config import LOCALHOST_ORIGIN_REGEX, ServerConfig
 from .errors import install_error_handlers
-from .routes import datasets, debugger, health, metadata, nodes, tokenizer
+from .routes import datasets, debugger, explanations, health, metadata, nodes, tokenizer
 from .routes.metadata import version
 from .security import BodySizeLimit, make_auth_dependency
 from .service import ComputeService
@@ -62,6 +62,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
                     responses=_ERROR_RESPONSES)
     for resource in (metadata, datasets, tokenizer, debugger, nodes):
         api.include_router(resource.router)
+    api.include_router(explanations.explanations_router(state))    # its index of each dataset's explanations
     app.include_router(api)
     mount_viewer(app, config.viewer_dir)
     return app

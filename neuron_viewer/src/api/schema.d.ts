@@ -60,6 +60,88 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/explanations/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Explain Now
+         * @description Run the explainer ('offline', or 'llm' when configured) on one node now, store and return
+         *     the node's explanations.
+         */
+        post: operations["explain_now_api_v1_explanations_explain_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/explanations/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lookup
+         * @description The best explanation of each node (for the node table's explanation column).
+         */
+        post: operations["lookup_api_v1_explanations_lookup_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/explanations/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search
+         * @description Nodes whose explanations match the query words, best matches first.
+         */
+        get: operations["search_api_v1_explanations_search_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/explanations/{kind}/{layer}/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * For Node
+         * @description Every explanation of one node (mechscope's per explainer, then TDB-layout files'), with
+         *     scores and baselines. An empty list when none exists yet.
+         */
+        get: operations["for_node_api_v1_explanations__kind___layer___index__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/generate": {
         parameters: {
             query?: never;
@@ -446,6 +528,136 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** ExplainNodeRequest */
+        ExplainNodeRequest: {
+            /** Dataset */
+            dataset?: string | null;
+            /**
+             * Explainer
+             * @default offline
+             * @enum {string}
+             */
+            explainer?: "offline" | "llm";
+            /** Index */
+            index: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "mlp_neuron" | "attn_head" | "sae_latent";
+            /** Layer */
+            layer?: number | null;
+            /**
+             * Sae
+             * @description sae_latent: the SAE's hook point
+             */
+            sae?: string | null;
+        };
+        /** ExplanationBrief */
+        ExplanationBrief: {
+            /** Explainer */
+            explainer: string;
+            /** Method */
+            method: string;
+            /** Score */
+            score?: number | null;
+            /** Text */
+            text: string;
+        };
+        /** ExplanationHit */
+        ExplanationHit: {
+            /** Dataset */
+            dataset: string;
+            explanation: components["schemas"]["ExplanationBrief"];
+            /** Index */
+            index: number;
+            /** Key */
+            key: string;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer: number | null;
+            /**
+             * Matched
+             * @description how many query words the explanation matched
+             */
+            matched: number;
+            /** Sae */
+            sae?: string | null;
+        };
+        /** ExplanationLookupRequest */
+        ExplanationLookupRequest: {
+            /** Dataset */
+            dataset?: string | null;
+            /** Nodes */
+            nodes: components["schemas"]["ExplanationNode"][];
+        };
+        /**
+         * ExplanationLookupResult
+         * @description The best explanation per node key (nodes without one are left out).
+         */
+        ExplanationLookupResult: {
+            /** Explanations */
+            explanations: {
+                [key: string]: components["schemas"]["ExplanationBrief"];
+            };
+        };
+        /**
+         * ExplanationModel
+         * @description One scored explanation: ``score`` is the simulation score (correlation of simulated and real
+         *     activations over every held-out token); ``baselines`` the same for a random other node's
+         *     explanation ('random') and the empty one ('empty').
+         */
+        ExplanationModel: {
+            /** Baselines */
+            baselines?: {
+                [key: string]: number | null;
+            };
+            /**
+             * Detection
+             * @description balanced accuracy, top vs random held-out windows
+             */
+            detection?: number | null;
+            /** Explainer */
+            explainer: string;
+            /**
+             * Fuzzing
+             * @description LLM fuzzing balanced accuracy (LLM explanations)
+             */
+            fuzzing?: number | null;
+            /** Method */
+            method: string;
+            /** Score */
+            score?: number | null;
+            /** Scorer */
+            scorer?: string | null;
+            /** Text */
+            text: string;
+        };
+        /** ExplanationNode */
+        ExplanationNode: {
+            /** Index */
+            index: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "mlp_neuron" | "attn_head" | "sae_latent";
+            /** Layer */
+            layer?: number | null;
+            /**
+             * Sae
+             * @description sae_latent: the SAE's hook point
+             */
+            sae?: string | null;
+        };
+        /** ExplanationSearchResult */
+        ExplanationSearchResult: {
+            /** Hits */
+            hits: components["schemas"]["ExplanationHit"][];
+            /** Query */
+            query: string;
+        };
         /** GenerateRequest */
         GenerateRequest: {
             /** Interventions */
@@ -808,6 +1020,26 @@ export interface components {
             max_value: number;
             /** Prompts */
             prompts: components["schemas"]["PromptActivations"][];
+        };
+        /** NodeExplanations */
+        NodeExplanations: {
+            /** Dataset */
+            dataset: string;
+            /** Explanations */
+            explanations: components["schemas"]["ExplanationModel"][];
+            /** Index */
+            index: number;
+            /**
+             * Key
+             * @description kind:layer:index, or sae_latent:<hook point>:index
+             */
+            key: string;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer: number | null;
+            /** Sae */
+            sae?: string | null;
         };
         /**
          * NodeIntervention
@@ -1429,6 +1661,377 @@ export interface operations {
             };
             /** @description missing or wrong bearer token (only with --auth-token) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description request body over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description unexpected error (logged under error_id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description not ready, or busy: retry after the Retry-After header */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+        };
+    };
+    explain_now_api_v1_explanations_explain_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExplainNodeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeExplanations"];
+                };
+            };
+            /** @description the body could not be read as JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description missing or wrong bearer token (only with --auth-token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description the LLM explainer is not configured */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description request body over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description unexpected error (logged under error_id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description the LLM endpoint refused or failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description the LLM endpoint is unreachable or overloaded */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+        };
+    };
+    lookup_api_v1_explanations_lookup_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExplanationLookupRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExplanationLookupResult"];
+                };
+            };
+            /** @description the body could not be read as JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description missing or wrong bearer token (only with --auth-token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description request body over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description unexpected error (logged under error_id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description not ready, or busy: retry after the Retry-After header */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+        };
+    };
+    search_api_v1_explanations_search_get: {
+        parameters: {
+            query: {
+                /** @description words, e.g. 'years' */
+                q: string;
+                limit?: number;
+                kind?: ("mlp_neuron" | "attn_head" | "sae_latent") | null;
+                dataset?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExplanationSearchResult"];
+                };
+            };
+            /** @description the body could not be read as JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description missing or wrong bearer token (only with --auth-token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description request body over the size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description unexpected error (logged under error_id) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description not ready, or busy: retry after the Retry-After header */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+        };
+    };
+    for_node_api_v1_explanations__kind___layer___index__get: {
+        parameters: {
+            query?: {
+                sae?: string | null;
+                dataset?: string | null;
+            };
+            header?: never;
+            path: {
+                kind: "mlp_neuron" | "attn_head" | "sae_latent";
+                layer: number;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeExplanations"];
+                };
+            };
+            /** @description the body could not be read as JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description missing or wrong bearer token (only with --auth-token) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageErrorBody"];
+                };
+            };
+            /** @description no loaded dataset of that name, or none holds the node */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -8,6 +8,7 @@ import { columnScale, componentLabel, KIND_LABELS, positionLabel, tableRows, top
 import type { HeadScope } from "../lib/requests";
 import { METRICS, type DebuggerState, type Metric, type Side, type SortSpec } from "../lib/urlState";
 import { VirtualRows } from "./VirtualRows";
+import { ExplanationCell, ExplanationHeader, ExplanationsProvider } from "./ExplanationCell";
 
 export const METRIC_LABELS: Record<Metric, string> = {
   activation: "act",
@@ -105,6 +106,7 @@ const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, 
           </span>
         );
       }))}
+      <ExplanationCell row={row} />
       <span className="nt-cell nt-actions" role="cell"><Actions row={row} comparing={comparing} onAction={onAction} /></span>
     </div>
   );
@@ -137,6 +139,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
     );
   };
   return (
+    <ExplanationsProvider rows={rows}>
     <div className="node-table" role="grid" aria-label="node table" aria-rowcount={shown.length}>
       <div className="nt-filters">
         <span className="muted" title={TIPS.kindFilter}>type</span>
@@ -188,6 +191,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
         <span className="nt-cell nt-name" title={TIPS.nodeName}>node</span>
         <span className="nt-cell nt-pos" title={TIPS.position}>token (q ← k)</span>
         {metrics.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
+        <ExplanationHeader />
         <span className="nt-cell nt-actions">actions</span>
       </div>
       {shown.length === 0 ? (
@@ -199,5 +203,6 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
           )} />
       )}
     </div>
+    </ExplanationsProvider>
   );
 }

@@ -31,6 +31,7 @@ const PANEL_TIPS: Record<Panel, string> = {
 };
 import { GraphPanel } from "./GraphPanel";
 import { SweepPanel } from "./SweepPanel";
+import { ExplanationSearch } from "../components/ExplanationSearch";
 
 export interface DebuggerViewProps {
   state: DebuggerState;
@@ -172,6 +173,7 @@ export function DebuggerView(props: DebuggerViewProps) {
     <div className="debugger">
       <GuidedMenu state={state} navigate={navigate} />
       <PromptForm state={state} info={info} onRun={navigate} />
+      <ExplanationSearch openNode={props.openNode} />
       <nav className="tabs">
         {PANELS.map((p) => (
           <button key={p} className={state.panel === p ? "active" : ""} title={PANEL_TIPS[p]} onClick={() => navigate({ ...state, panel: p })}>

@@ -9,6 +9,7 @@ import { readPage, triangleRow, type ExampleWindow, type HistogramData, type Tok
 import { useClient, useLoad } from "../lib/useApi";
 import type { NodeAddress } from "../lib/urlState";
 import { Status } from "../components/Status";
+import { NodeExplanations } from "./NodeExplanations";
 
 /** Layers one can move through: the model's, or for a latent only its own SAE's layer. */
 function n_layers(n: NodeAddress, info: ServerInfo | null): number | null {
@@ -175,6 +176,7 @@ export function NodePageView({ node, prompts, info, go, back }: {
         {nav("ArrowLeft", "◀ prev node")}{nav("ArrowRight", "next node ▶")}{nav("ArrowUp", "▲ prev layer")}{nav("ArrowDown", "next layer ▼")}
         <span className="muted">(arrow keys)</span>
       </div>
+      <NodeExplanations node={node} />
       {page.status === "loading" && <div className="loading" role="status">Loading the node page…</div>}
       {page.status === "error" && (
         <div className="notice" role="alert" data-testid="no-dataset">
