@@ -60,9 +60,9 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     app.include_router(health.router)
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(make_auth_dependency(config.auth_token))],
                     responses=_ERROR_RESPONSES)
-    for resource in (metadata, datasets, tokenizer, debugger, nodes):
+    app.state.explanations = explanations.Explanations(state)
+    for resource in (metadata, datasets, tokenizer, debugger, nodes, explanations):
         api.include_router(resource.router)
-    api.include_router(explanations.explanations_router(state))    # its index of each dataset's explanations
     app.include_router(api)
     mount_viewer(app, config.viewer_dir)
     return app
