@@ -24,7 +24,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from mechscope.autoencoders import load_sae
     from mechscope.datasets.node_dataset.builder import NodeDatasetBuilder
     from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
-    from mechscope.datasets.node_dataset.state import BuildConfig
+    from mechscope.datasets.node_dataset.config import BuildConfig
     from mechscope.datasets.stores import open_store
     from mechscope.inference import load_model
 

@@ -12,6 +12,6 @@ in one pass over a corpus and stored as packed shards in a blob store (local or 
 
 from .builder import NodeDatasetBuilder, build_node_dataset
 from .reader import NodeDataset, TdbNodeDataset, export_tdb
-from .state import BuildConfig
+from .config import BuildConfig
 
 __all__ = ["BuildConfig", "NodeDataset", "NodeDatasetBuilder", "TdbNodeDataset", "build_node_dataset", "export_tdb"]

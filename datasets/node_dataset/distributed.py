@@ -52,7 +52,8 @@ from .builder import BUILD_DIR, BuildMismatchError, NodeDatasetBuilder
 from .corpus import Corpus
 from .merge import (PartialBuild, apply_calibration, calibration_from_bytes, calibration_of,
                                  calibration_to_bytes)
-from .state import BuildConfig, SharedSample
+from .config import BuildConfig
+from .sampling import SharedSample
 from .records import MANIFEST_KEY, DatasetIntegrityError
 from ..stores import open_store
 

@@ -31,7 +31,8 @@ from safetensors.torch import save as st_save
 
 from mechscope.inference.errors import InvalidInputError
 
-from .state import GroupState, SharedSample, slot_order
+from .sampling import SharedSample, slot_order
+from .state import GroupState
 from .tree_sum import Blocks, blocks_of, blocks_to_levels, merge_blocks
 
 CALIBRATION_KEYS = ("calibrated", "sparse", "shift", "q_bounds", "hist_lo", "hist_width")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .builder import NodeDatasetBuilder
 from .corpus import TaskSuiteCorpus
-from .state import BuildConfig
+from .config import BuildConfig
 from .records import MANIFEST_KEY
 from ..stores import LocalBlobStore
 

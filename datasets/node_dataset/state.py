@@ -31,14 +31,14 @@ seed and the corpus, and the state can be checkpointed and resumed exactly (:met
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mechscope.inference.errors import InvalidInputError
 
+from .config import BuildConfig
 from .records import lower_triangle_size
+from .sampling import SALT_QUANTILE, gather_windows, load_into, row_uniforms, select_slots, slot_order, window_starts
 from .tree_sum import levels_for, tree_add, tree_total
 
 # Given example positions (batch row b, node n, window start s), the token-pair write-norm matrix of
@@ -47,160 +47,6 @@ PairFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Given (b, n, position), each head's write vector at its strongest key ([M, d_model]).
 WriteFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-_SALT_RANDOM_SAMPLE, _SALT_RANDOM_POSITION, _SALT_QUANTILE = 1, 2, 3
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """What a build keeps per node, and how it runs. Part of the dataset's manifest."""
-
-    top_k: int = 20
-    window: int = 32
-    window_after: int = 8
-    """Tokens shown after the chosen token (the window starts ``window - 1 - window_after`` before it,
-    shifted to fit inside the row)."""
-    random_samples: int = 20
-    quantile_bins: int = 5
-    quantile_samples: int = 5
-    histogram_bins: int = 64
-    logit_tokens: int = 10
-    batch_size: int = 32
-    checkpoint_every: int = 20
-    """Checkpoint the running state every this many batches (0: never)."""
-    seed: int = 0
-    kinds: tuple[str, ...] = ("mlp_neuron", "attn_head", "sae_latent")
-
-    def __post_init__(self) -> None:
-        positive = ("top_k", "window", "random_samples", "quantile_bins", "quantile_samples", "histogram_bins",
-                    "logit_tokens", "batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}", field=name)
-        for name in ("window_after", "checkpoint_every", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}", field=name)
-        if self.window_after >= self.window:
-            raise InvalidInputError(f"window_after={self.window_after} must be smaller than window={self.window}",
-                                    field="window_after")
-        from .records import NODE_KINDS
-        unknown = [k for k in self.kinds if k not in NODE_KINDS]
-        if unknown or not self.kinds:
-            raise InvalidInputError(f"kinds must be a non-empty subset of {list(NODE_KINDS)}, got {list(self.kinds)}",
-                                    field="kinds")
-        object.__setattr__(self, "kinds", tuple(self.kinds))
-
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-        d = asdict(self)
-        d["kinds"] = list(self.kinds)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BuildConfig":
-        d = dict(d)
-        d["kinds"] = tuple(d.get("kinds", cls.kinds))
-        return cls(**d)
-
-
-def row_uniforms(rows: torch.Tensor, seed: int, salt: int) -> torch.Tensor:
-    """A float64 in [0, 1) per corpus row index: splitmix64 of (seed, salt, row)."""
-    x = rows.cpu().numpy().astype(np.uint64)
-    with np.errstate(over="ignore"):
-        base = _splitmix64(np.array([seed * 1_000_003 + salt], dtype=np.uint64))
-        z = _splitmix64(x ^ base)
-    return torch.from_numpy((z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-    return z ^ (z >> np.uint64(31))
-
-
-def window_starts(pos: torch.Tensor, cfg: BuildConfig, n_ctx: int) -> torch.Tensor:
-    before = cfg.window - 1 - cfg.window_after
-    return (pos.long() - before).clamp(min=0, max=n_ctx - cfg.window)
-
-
-def gather_windows(x: torch.Tensor, b: torch.Tensor, start: torch.Tensor, width: int,
-                   n: torch.Tensor | None = None) -> torch.Tensor:
-    """``x[b, start:start+width(, n)]`` for each example: [M, width] (or [M, width, ...])."""
-    cols = start.long()[:, None] + torch.arange(width)
-    if n is None:
-        return x[b.long()[:, None], cols]
-    return x[b.long()[:, None], cols, n.long()[:, None]]
-
-
-def select_slots(old_keys: torch.Tensor, old_rows: torch.Tensor, new_keys: torch.Tensor, new_rows: torch.Tensor, *,
-                 descending: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Merge per unit the kept entries (``old_keys`` [U, S], unordered slots) with a batch's candidates
-    (``new_keys`` [U, B]): the S best keys win, ties going to the lower corpus row (empty slots have
-    row -1 and the worst key). Returns ((unit, slot) of every slot that now holds a batch entry, the
-    batch index of that entry) — only those slots need writing; the other slots keep their entry."""
-    u_count, n_slots = old_keys.shape
-    rows = torch.cat([old_rows, new_rows.expand(u_count, -1)], 1)
-    keys = torch.cat([old_keys.to(new_keys.dtype), new_keys], 1)
-    by_row = torch.sort(rows, dim=1, stable=True).indices
-    by_key = torch.sort(keys.gather(1, by_row), dim=1, descending=descending, stable=True).indices[:, :n_slots]
-    chosen = by_row.gather(1, by_key)  # [U, S] indices into old slots + batch
-    from_batch = chosen >= n_slots
-    kept = torch.zeros(u_count, n_slots + 1, dtype=torch.bool)
-    kept.scatter_(1, torch.where(from_batch, n_slots, chosen), True)
-    free_u, free_s = (~kept[:, :n_slots]).nonzero(as_tuple=True)  # evicted slots, unit-major
-    new_u, new_j = from_batch.nonzero(as_tuple=True)  # entering entries, unit-major: same count per unit
-    return (free_u, free_s), chosen[new_u, new_j] - n_slots
-
-
-def slot_order(rows: torch.Tensor, keys: torch.Tensor, *, descending: bool) -> torch.Tensor:
-    """Per unit, its slots ([U, S]) sorted by key, ties going to the lower row (empty slots, row -1,
-    hold the worst key and so come last): the kept entries' canonical order."""
-    by_row = torch.sort(rows, dim=1, stable=True).indices
-    return by_row.gather(1, torch.sort(keys.gather(1, by_row), dim=1, descending=descending, stable=True).indices)
-
-
-class SharedSample:
-    """The random-sample rows shared by every node: smallest random priorities win."""
-
-    def __init__(self, cfg: BuildConfig, n_ctx: int):
-        self.cfg, self.n_ctx = cfg, n_ctx
-        r, w = cfg.random_samples, cfg.window
-        self.t = {
-            "rand_prio": torch.full((r,), float("inf"), dtype=torch.float64),
-            "rand_row": torch.full((r,), -1, dtype=torch.long),
-            "rand_start": torch.zeros(r, dtype=torch.int32),
-            "rand_tok": torch.zeros(r, w, dtype=torch.int32),
-        }
-
-    def update(self, tokens: torch.Tensor, row0: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Merge a batch; returns the slots that now hold a row of this batch, those batch rows and
-        their window starts (slots are unordered; the priorities say which rows win)."""
-        rows = torch.arange(row0, row0 + tokens.shape[0])
-        prio = row_uniforms(rows, self.cfg.seed, _SALT_RANDOM_SAMPLE)
-        slots, new_index = select_slots(self.t["rand_prio"][None], self.t["rand_row"][None], prio[None], rows,
-                                        descending=False)
-        slots, b = slots[1], new_index
-        centre = (row_uniforms(rows[b], self.cfg.seed, _SALT_RANDOM_POSITION) * self.n_ctx).long()
-        start = window_starts(centre, self.cfg, self.n_ctx)
-        self.t["rand_prio"][slots] = prio[b]
-        self.t["rand_row"][slots] = rows[b]
-        self.t["rand_start"][slots] = start.int()
-        self.t["rand_tok"][slots] = gather_windows(tokens, b, start, self.cfg.window).int()
-        return slots, b, start
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.t)
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        _load_into(self.t, state, "shared sample")
-
-    def ordered(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The sample's slots by priority (ties: lower row; empty slots last), and that order."""
-        order = slot_order(self.t["rand_row"][None], self.t["rand_prio"][None], descending=False)[0]
-        return {name: value[order] for name, value in self.t.items()}, order
 
 
 class GroupState:
@@ -254,7 +100,7 @@ class GroupState:
         return dict(self.t)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        _load_into(self.t, state, "group state")
+        load_into(self.t, state, "group state")
 
     # ---- one batch -------------------------------------------------------------------------------
     def update(self, acts: torch.Tensor, tokens: torch.Tensor, row0: int, rand: tuple, *,
@@ -388,7 +234,7 @@ class GroupState:
         by_node = rowmax.T.contiguous()  # [N, B]
         bins = torch.searchsorted(self.t["q_bounds"], by_node, right=True) if q > 1 else \
             torch.zeros_like(by_node, dtype=torch.long)
-        prio = row_uniforms(rows, self.cfg.seed, _SALT_QUANTILE)
+        prio = row_uniforms(rows, self.cfg.seed, SALT_QUANTILE)
         # keys[n * Q + q, b] = the row's priority if row b falls in node n's bin q, else +inf
         match = bins[:, None, :] == torch.arange(q)[None, :, None]  # [N, Q, B]
         keys_new = torch.where(match, prio, torch.tensor(float("inf"), dtype=torch.float64)).view(-1, len(rows))
@@ -467,17 +313,3 @@ class GroupState:
             "kurtosis": torch.where(ok, mu4 / var.clamp(min=1e-300) ** 2, nan),
             "density": t["n_pos"].double() / count,
         }
-
-
-def _load_into(target: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
-    missing = sorted(set(target) - set(state))
-    unknown = sorted(set(state) - set(target))
-    if missing or unknown:
-        raise InvalidInputError(f"checkpointed {what} does not match this build: missing {missing}, unknown {unknown}",
-                                field="checkpoint")
-    for name, value in state.items():
-        if value.shape != target[name].shape or value.dtype != target[name].dtype:
-            raise InvalidInputError(f"checkpointed {what} tensor {name!r} has shape {tuple(value.shape)} "
-                                    f"{value.dtype}, expected {tuple(target[name].shape)} {target[name].dtype}",
-                                    field="checkpoint")
-        target[name] = value.clone()

@@ -53,7 +53,7 @@ def main() -> None:
     from mechscope.datasets.node_dataset import NodeDataset
     from mechscope.datasets.node_dataset.builder import NodeDatasetBuilder
     from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
-    from mechscope.datasets.node_dataset.state import BuildConfig
+    from mechscope.datasets.node_dataset.config import BuildConfig
     from mechscope.datasets.stores import LocalBlobStore
     from mechscope.inference import load_model
 

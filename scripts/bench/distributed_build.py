@@ -57,7 +57,7 @@ def ray_build(model, corpus, config, model_name: str, workers: int, shard_batche
 def main() -> None:
     from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus
     from mechscope.datasets.node_dataset.distributed import require_ray
-    from mechscope.datasets.node_dataset.state import BuildConfig
+    from mechscope.datasets.node_dataset.config import BuildConfig
     from mechscope.inference import load_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

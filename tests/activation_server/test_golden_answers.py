@@ -67,7 +67,7 @@ def organism_server(tmp_path_factory):
     from mechscope.activation_server.http.node_datasets import open_node_dataset
     from mechscope.autoencoders.organism_saes import load_organism_saes
     from mechscope.datasets.node_dataset.organism import ensure_organism_dataset
-    from mechscope.datasets.node_dataset.state import BuildConfig
+    from mechscope.datasets.node_dataset.config import BuildConfig
     from mechscope.inference import load_model
     from tests.support.http_fixtures import make_app
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from mechscope.autoencoders import SAEConfig, SAESplice, SparseAutoencoder
-from mechscope.datasets.node_dataset.state import BuildConfig
+from mechscope.datasets.node_dataset.config import BuildConfig
 from mechscope.inference import GPT2, GPT2Config
 
 N_CTX = 48

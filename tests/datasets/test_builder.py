@@ -11,7 +11,8 @@ import torch
 
 from mechscope.datasets.node_dataset import NodeDataset
 from mechscope.datasets.node_dataset.builder import BuildMismatchError, build_node_dataset
-from mechscope.datasets.node_dataset.state import BuildConfig, row_uniforms
+from mechscope.datasets.node_dataset.config import BuildConfig
+from mechscope.datasets.node_dataset.sampling import row_uniforms
 from mechscope.datasets.node_dataset.records import DatasetIncompleteError, DatasetIntegrityError, UnknownNodeError
 from mechscope.datasets.stores import LocalBlobStore
 from mechscope.inference.errors import InvalidInputError

@@ -22,7 +22,7 @@ pytest.importorskip("ray")
 
 from mechscope.datasets.node_dataset.builder import NodeDatasetBuilder  # noqa: E402
 from mechscope.datasets.node_dataset.corpus import TaskSuiteCorpus  # noqa: E402
-from mechscope.datasets.node_dataset.state import BuildConfig  # noqa: E402
+from mechscope.datasets.node_dataset.config import BuildConfig  # noqa: E402
 from mechscope.datasets.stores import CONNECTION_STRING_ENV, AzureBlobStore, LocalBlobStore  # noqa: E402
 from mechscope.inference import load_model  # noqa: E402
 from tests.support.azurite import Azurite, module_azurite  # noqa: E402, F401 (the `azurite` fixture)

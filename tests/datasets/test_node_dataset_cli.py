@@ -14,7 +14,7 @@ from mechscope.activation_server.cli.datasets import add_datasets_subcommands
 from mechscope.autoencoders import save_sae
 from mechscope.datasets.node_dataset import NodeDataset
 from mechscope.datasets.node_dataset.organism import ensure_organism_dataset
-from mechscope.datasets.node_dataset.state import BuildConfig
+from mechscope.datasets.node_dataset.config import BuildConfig
 from mechscope.datasets.stores import LocalBlobStore
 from mechscope.datasets.tdb_datasets import TdbDataset
 from mechscope.inference import GPT2, GPT2Config, save_pretrained

@@ -13,7 +13,7 @@ from mechscope.datasets.node_dataset.builder import BuildMismatchError, NodeData
 from mechscope.datasets.node_dataset.corpus import TensorCorpus
 from mechscope.datasets.node_dataset.distributed import (BuildJob, DistributedBuild, ModelSource, RayUnavailableError,
                                                           ShardPlan, ShardWorker, calibrate, require_ray, stream_batches)
-from mechscope.datasets.node_dataset.state import BuildConfig
+from mechscope.datasets.node_dataset.config import BuildConfig
 from mechscope.datasets.node_dataset.merge import PartialBuild, ShardMismatchError
 from mechscope.datasets.node_dataset.tree_sum import blocks_of, blocks_total, insert_block, levels_for, tree_add
 from mechscope.datasets.stores import LocalBlobStore

@@ -106,8 +106,8 @@ const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, 
           </span>
         );
       }))}
-      <ExplanationCell row={row} />
       <span className="nt-cell nt-actions" role="cell"><Actions row={row} comparing={comparing} onAction={onAction} /></span>
+      <ExplanationCell row={row} />
     </div>
   );
 });
@@ -191,8 +191,8 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
         <span className="nt-cell nt-name" title={TIPS.nodeName}>node</span>
         <span className="nt-cell nt-pos" title={TIPS.position}>token (q ← k)</span>
         {metrics.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
-        <ExplanationHeader />
         <span className="nt-cell nt-actions">actions</span>
+        <ExplanationHeader />
       </div>
       {shown.length === 0 ? (
         <div className="empty">No nodes match the filters.</div>
