@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -30,7 +30,7 @@ from .http_errors import NodeNotFound, install_error_handlers
 from .http_coalescer import Coalescer
 from .http_limits import LimitChecker
 from .http_runner import ComputeRunner, ResultCache
-from .http_security import BodySizeLimit, make_auth_dependency
+from .http_security import BodySizeLimit, make_auth_dependency, readiness_detail
 from .http_state import ServerState
 from .http_viewer import mount_viewer
 from .schemas import (AttributionRequest, AttributionResult, GraphRequest, GraphResult, LogitLensRequest,
@@ -92,16 +92,18 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
-    async def readyz():
+    async def readyz(request: Request):
         """Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed, or
-        while the compute processes restart after one died)."""
+        while the compute processes restart after one died). Why loading failed (which may name
+        local paths) is shown only to callers with the bearer token."""
         processes = state.engine_processes
         if state.status == "ready" and (processes is None or processes.ready):
             return Health(status="ok")
         if state.status == "ready":
             body = Health(status="loading", detail="a compute process exited; the compute processes are restarting")
         else:
-            body = Health(status="failed" if state.status == "failed" else "loading", detail=state.detail)
+            body = Health(status="failed" if state.status == "failed" else "loading",
+                          detail=readiness_detail(state, request, config.auth_token))
         return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "5"})
 
     # --- shared machinery --------------------------------------------------------------------------
@@ -276,7 +278,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         names = [dataset] if dataset is not None else sorted(state.datasets)
         if not names:
             raise NodeNotFound("no node datasets are loaded (start the server with --datasets)")
-        key = f"nodes:{kind}:{layer}:{index}:{sae}:{dataset}"
+        key = json.dumps(["nodes", kind, layer, index, sae, dataset])   # sae=None (text) is not None
         if (hit := cache.get(key)) is not None:
             return hit
         page = await anyio.to_thread.run_sync(_find_node, state, names, kind, layer, index, sae)

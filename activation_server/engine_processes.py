@@ -98,6 +98,13 @@ def _worker_pid(hold_s: float) -> int:
 
 
 # --- in the server process -----------------------------------------------------------------------
+def _all_alive(pool: ProcessPoolExecutor) -> bool:
+    """Whether the pool is unbroken and each of its processes is running (the executor keeps no
+    public view of either)."""
+    processes = pool._processes or {}
+    return not pool._broken and len(processes) > 0 and all(p.is_alive() for p in list(processes.values()))
+
+
 class EngineProcesses:
     """``processes`` worker processes answering attribution calls (see the module docstring).
     :meth:`attribute_json` blocks: call it from a thread, one call at a time."""
@@ -176,7 +183,23 @@ class EngineProcesses:
 
     @property
     def ready(self) -> bool:
-        return self._pool is not None
+        """True while every worker is alive. A worker found dead (killed with no call in flight)
+        starts the restart at once, unless a call holds the lock: that call finds the pool broken
+        and restarts it itself."""
+        pool = self._pool
+        if pool is None:
+            return False
+        if _all_alive(pool):
+            return True
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._pool is pool:
+                    log.error("a compute process exited; starting the compute processes again")
+                    self._pool = None
+                    self._restart_in_background(pool)
+            finally:
+                self._lock.release()
+        return False
 
     def worker_pids(self) -> list[int]:
         """The workers' process ids (empty while restarting)."""
