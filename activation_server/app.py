@@ -26,6 +26,7 @@ from .api_models import (DatasetInfo, DatasetNodeKind, DetokenizeRequest, Detoke
                          NodeActivationsResult, NodePage, SaeInfo, ServerInfo, TokenizeRequest, TokenizeResult,
                          WriteTokensRequest)
 from .http_config import LOCALHOST_ORIGIN_REGEX, ServerConfig
+from .http_docs import install_offline_docs
 from .http_errors import NodeNotFound, install_error_handlers
 from .http_coalescer import Coalescer
 from .http_limits import LimitChecker
@@ -74,6 +75,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
             state.engine_processes.shutdown()
 
     app = FastAPI(title="mechscope activation server", version=version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None,   # served with local assets (http_docs)
                   description="A TDB-style circuit debugger for GPT-2-family models. Request and result shapes are "
                               "those of mechscope.activation_server.schemas; see the README for the vocabulary.")
     app.state.runner, app.state.cache, app.state.mechscope = runner, cache, state
@@ -286,6 +288,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         return page
 
     app.include_router(api)
+    install_offline_docs(app)
     mount_viewer(app, config.viewer_dir)
     return app
 
