@@ -74,7 +74,8 @@ def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_p
     from .serve import LOG_FORMAT
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     torch.set_num_threads(torch_threads)
-    _ENGINE = load_engine(spec, verbose=False)
+    # a SharedEngineSpec maps the server's weight files (one copy per machine); an EngineSpec loads its own
+    _ENGINE = spec.load_engine() if hasattr(spec, "load_engine") else load_engine(spec, verbose=False)
     settle_garbage_collector()
     keep_freed_memory()
 
@@ -213,3 +214,5 @@ class EngineProcesses:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self.spec, "cleanup"):   # shared weight files
+            self.spec.cleanup()

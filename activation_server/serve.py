@@ -162,6 +162,9 @@ def build_loader(args: argparse.Namespace):
             from .engine_processes import EngineProcesses
             threads = cores_each(args.compute_processes * args.processes)
             log.info("starting %d compute processes (%d torch threads each)", args.compute_processes, threads)
+            if os.environ.get("MECHSCOPE_SHARED_WEIGHTS", "1") != "0":   # one copy of the weights per machine
+                from .shared_weights import share_engine_weights
+                spec = share_engine_weights(engine)
             processes = EngineProcesses(spec, args.compute_processes, torch_threads=threads, log_level=args.log_level)
             processes.start()
         settle_garbage_collector()
