@@ -59,10 +59,16 @@ def chunks_by_prompts(requests: Sequence[AttributionRequest], n: int) -> list[li
 
 # --- in the worker processes ------------------------------------------------------------------------
 def _exit_with(parent_pid: int) -> None:
-    """Exit as soon as the server process is gone (killed without shutting its workers down)."""
-    while os.getppid() == parent_pid:
+    """Exit as soon as the server process is gone (killed without shutting its workers down). The
+    server is not the parent (the forkserver is), so its pid is polled."""
+    while True:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:   # the pid was reused by another user's process: the server is gone
+            os._exit(0)
         time.sleep(0.5)
-    os._exit(0)
 
 
 def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_pid: int) -> None:
@@ -99,6 +105,18 @@ def _worker_pid(hold_s: float) -> int:
 
 
 # --- in the server process -----------------------------------------------------------------------
+def _context():  # type: ignore[no-untyped-def]
+    """Compute processes are forked from a forkserver that has imported torch, the engine and the
+    tokenizer (:mod:`.compute_preload`), so that memory is shared by all of them; where there is
+    no forkserver (not POSIX), each is a fresh interpreter ("spawn"). Never "fork": the server
+    process has threads."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mechscope.activation_server.compute_preload"])
+    return context
+
+
 def _all_alive(pool: ProcessPoolExecutor) -> bool:
     """Whether the pool is unbroken and each of its processes is running (the executor keeps no
     public view of either)."""
@@ -127,7 +145,7 @@ class EngineProcesses:
             self._pool = self._started_pool()
 
     def _started_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(self.processes, mp_context=_context(),
                                    initializer=_start_worker,
                                    initargs=(self.spec, self.torch_threads, self.log_level, os.getpid()))
         deadline = time.monotonic() + self.start_timeout_s

@@ -60,6 +60,18 @@ def map_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _return_freed_memory() -> None:
+    """Hand freed heap back to the kernel (glibc keeps freed blocks below its mmap threshold, and
+    most weight tensors are below it once it has grown); nothing happens on another C library."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
     save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path))
@@ -131,6 +143,7 @@ def share_engine_weights(engine, directory: str | Path | None = None) -> SharedE
     engine.model.requires_grad_(False)
     for sae in saes:
         sae.requires_grad_(False)
+    _return_freed_memory()   # the loaded copy, now unreferenced
     size = sum(p.stat().st_size for p in where.iterdir())
     log.info("weights shared through %s (%.0f MB, mapped by the server and each compute process)", where, size / 1e6)
     return spec
