@@ -12,3 +12,7 @@ from mechscope.inference import gpt2_tokenizer
 from . import engine, engine_loading, shared_weights  # noqa: F401
 
 gpt2_tokenizer().encode("warm up the tokenizer's tables")
+
+import gc  # noqa: E402
+
+gc.freeze()   # what is here stays out of the collector's sight, so forked processes do not copy its pages

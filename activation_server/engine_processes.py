@@ -36,6 +36,9 @@ from .schemas import AttributionRequest
 log = logging.getLogger("mechscope.server")
 
 _ENGINE = None   # in a worker process: its engine, loaded once when the process starts
+_WORKER_TRIM_BYTES = 32 << 20
+"""Free heap a compute process keeps for reuse (the server process keeps 256 MB): with the weights
+shared, the heap each of N processes holds on to is most of what they cost beyond one process."""
 
 
 def chunks_by_prompts(requests: Sequence[AttributionRequest], n: int) -> list[list[AttributionRequest]]:
@@ -83,7 +86,7 @@ def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_p
     # a SharedEngineSpec maps the server's weight files (one copy per machine); an EngineSpec loads its own
     _ENGINE = spec.load_engine() if hasattr(spec, "load_engine") else load_engine(spec, verbose=False)
     settle_garbage_collector()
-    keep_freed_memory()
+    keep_freed_memory(trim_threshold=_WORKER_TRIM_BYTES)   # see _WORKER_TRIM_BYTES
 
 
 def _portable(error: Exception) -> Exception:
