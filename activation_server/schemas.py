@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .schema_checks import (MAX_HEAD_PAIRS, MAX_INTERVENTIONS, MAX_LOSS_TOKENS, MAX_POSITIONS, MAX_PROMPTS,
+                            reject_lone_surrogates)
 
 NodeKind = Literal["embedding", "pos_embedding", "attn_head", "mlp_neuron", "sae_latent", "sae_error"]
 InterventionMode = Literal["zero", "mean", "resample", "patch"]
@@ -25,6 +28,8 @@ NonNegInt = Annotated[int, Field(ge=0)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _text_is_unicode = field_validator("*")(reject_lone_surrogates)
 
 
 class NodeRef(Strict):
@@ -69,7 +74,7 @@ class NodeIntervention(Strict):
 
 class PromptSpec(Strict):
     text: str = Field(min_length=1, description="the prompt text")
-    interventions: list[NodeIntervention] = Field(default_factory=list)
+    interventions: list[NodeIntervention] = Field(default_factory=list, max_length=MAX_INTERVENTIONS)
     prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
@@ -80,10 +85,18 @@ class LossSpec(Strict):
     continuation). ``kl``: KL(reference prompt's next-token distribution || this prompt's)."""
 
     kind: LossKind = "logit_diff"
-    targets: list[str] = Field(default_factory=list, description="target tokens as text, e.g. ' Mary'")
-    distractors: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list, max_length=MAX_LOSS_TOKENS,
+                               description="target tokens as text, e.g. ' Mary'")
+    distractors: list[str] = Field(default_factory=list, max_length=MAX_LOSS_TOKENS)
     position: int = -1
     reference_prompt: NonNegInt = 0
+
+    @model_validator(mode="after")
+    def _cap_tokens(self) -> "LossSpec":
+        n = len(self.targets) + len(self.distractors)
+        if n > MAX_LOSS_TOKENS:
+            raise ValueError(f"{n} targets + distractors; at most {MAX_LOSS_TOKENS} together")
+        return self
 
 
 class TraceSpec(Strict):
@@ -97,15 +110,15 @@ class TraceSpec(Strict):
 
 
 class AttributionRequest(Strict):
-    prompts: list[PromptSpec] = Field(min_length=1)
+    prompts: list[PromptSpec] = Field(min_length=1, max_length=MAX_PROMPTS)
     loss: LossSpec
     mlp: MlpSide = "neurons"
     attention: AttnSide = "heads"
     trace: TraceSpec | None = None
     top_k: int = Field(default=20, ge=1)
     alignment: Alignment = "end"
-    positions: list[list[int]] | None = Field(
-        default=None, description="explicit alignment: positions[i][j] is prompt i's position for shared slot j")
+    positions: list[Annotated[list[int], Field(max_length=MAX_POSITIONS)]] | None = Field(
+        default=None, max_length=MAX_PROMPTS, description="explicit alignment: positions[i][j] is prompt i's position for shared slot j")
 
 
 class NodeValues(Strict):
@@ -205,10 +218,11 @@ class PathPatchingRequest(Strict):
     clean: str = Field(min_length=1)
     corrupted: str = Field(min_length=1)
     loss: LossSpec
-    senders: list[tuple[NonNegInt, NonNegInt]] = Field(min_length=1, description="(layer, head) pairs")
-    receivers: list[tuple[NonNegInt, NonNegInt]] = Field(default_factory=list,
+    senders: list[tuple[NonNegInt, NonNegInt]] = Field(min_length=1, max_length=MAX_HEAD_PAIRS,
+                                                       description="(layer, head) pairs")
+    receivers: list[tuple[NonNegInt, NonNegInt]] = Field(default_factory=list, max_length=MAX_HEAD_PAIRS,
                                                          description="(layer, head) pairs; empty = straight to the logits")
-    receiver_inputs: list[Literal["q", "k", "v"]] = Field(default_factory=lambda: ["q", "k", "v"])
+    receiver_inputs: list[Literal["q", "k", "v"]] = Field(default_factory=lambda: ["q", "k", "v"], max_length=3)
     prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 
 
@@ -224,7 +238,8 @@ class PathPatchingResult(Strict):
 class LogitLensRequest(Strict):
     prompt: str = Field(min_length=1)
     position: int = -1
-    targets: list[str] = Field(default_factory=list, description="tokens whose probability is tracked per layer")
+    targets: list[str] = Field(default_factory=list, max_length=MAX_LOSS_TOKENS,
+                               description="tokens whose probability is tracked per layer")
     top_k: int = Field(default=10, ge=1)
     prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
 

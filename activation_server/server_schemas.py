@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .schema_checks import MAX_INTERVENTIONS, MAX_PROMPTS, MAX_TOKEN_IDS, reject_lone_surrogates
 from .schemas import NodeRef, PathPatchingResult
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _text_is_unicode = field_validator("*")(reject_lone_surrogates)
 
 
 # --- health ------------------------------------------------------------------------------------------
@@ -33,7 +36,7 @@ class TokenizeResult(_Strict):
 
 
 class DetokenizeRequest(_Strict):
-    ids: list[int] = Field(description="GPT-2 token ids")
+    ids: list[int] = Field(max_length=MAX_TOKEN_IDS, description="GPT-2 token ids")
 
 
 class DetokenizeResult(_Strict):
@@ -131,13 +134,13 @@ class GenerationIntervention(_Strict):
 
 
 class GenerateRequest(_Strict):
-    prompts: list[str] = Field(min_length=1, description="prompts continued in one batch")
+    prompts: list[str] = Field(min_length=1, max_length=MAX_PROMPTS, description="prompts continued in one batch")
     max_new_tokens: int = Field(default=20, ge=0)
     temperature: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False, description="0 = greedy")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
-    interventions: list[GenerationIntervention] = Field(default_factory=list)
+    interventions: list[GenerationIntervention] = Field(default_factory=list, max_length=MAX_INTERVENTIONS)
 
 
 class Completion(_Strict):
@@ -168,7 +171,7 @@ class NodePage(_Strict):
 
 class NodeActivationsRequest(_Strict):
     component: ComponentRef
-    prompts: list[str] = Field(min_length=1)
+    prompts: list[str] = Field(min_length=1, max_length=MAX_PROMPTS)
     prepend_bos: bool = Field(default=True, description="start with <|endoftext|>, as GPT-2 and the organism were trained")
     head_value: Literal["write_norm", "attention_prob"] = Field(
         default="write_norm",

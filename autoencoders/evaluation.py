@@ -104,16 +104,19 @@ def evaluate_sae(model, sae: SparseAutoencoder, batches: Iterable[torch.Tensor],
                                 field="rows_per_forward")
     totals = _Totals(sae.d_in, sae.n_latents)
 
+    weight = next(sae.parameters())   # the SAE may sit elsewhere than the model (device, dtype)
+
     def splice_reconstruction(x: torch.Tensor, ctx) -> torch.Tensor:
-        return sae(x).to(x.dtype)
+        return sae(x.to(weight.device, weight.dtype)).to(x)
 
     def zero(x: torch.Tensor, ctx) -> torch.Tensor:
         return torch.zeros_like(x)
 
     for batch in _token_batches(batches):
         for tokens in batch.split(rows_per_forward):
+            tokens = tokens.to(model.wte.weight.device)
             clean_logits, cache = model.run_with_cache(tokens, names=[point])
-            x = cache[point]
+            x = cache[point].to(weight.device, weight.dtype)
             if x.shape[-1] != sae.d_in:
                 raise SAEIncompatibleError(
                     f"the activation at {point!r} has width {x.shape[-1]}, but the SAE's d_in is {sae.d_in}")
@@ -134,12 +137,12 @@ def evaluate_sae(model, sae: SparseAutoencoder, batches: Iterable[torch.Tensor],
 
 def _add_reconstruction_stats(totals: _Totals, sae: SparseAutoencoder, x: torch.Tensor) -> None:
     out = sae.run(x)
-    x64 = x.double()
+    x64 = x.double().cpu()
     totals.n_tokens += x.shape[0]
     totals.sum_x += x64.sum(0)
     totals.sum_x2 += x64.square().sum(0)
-    totals.squared_error += (out.reconstruction.double() - x64).square().sum().item()
-    active = out.latents != 0
+    totals.squared_error += (out.reconstruction.double().cpu() - x64).square().sum().item()
+    active = (out.latents != 0).cpu()
     totals.active_latents += active.sum().item()
     totals.ever_active |= active.any(0)
 

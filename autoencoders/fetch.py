@@ -37,9 +37,13 @@ def fetch_openai_sae(
 ) -> Path:
     """Local path of OpenAI's checkpoint for ``spec``, downloaded (anonymously) on first use.
 
-    ``account_url`` (default OpenAI's public account) or ``connection_string`` (e.g. Azurite's)
-    point at another Blob service holding the same container layout.
+    ``account_url`` (default ``$MECHSCOPE_OPENAI_ACCOUNT_URL``, else OpenAI's public account) or
+    ``connection_string`` (default ``$MECHSCOPE_OPENAI_CONNECTION_STRING``; e.g. Azurite's) point at
+    another Blob service holding the same container layout (a mirror; what ``mechscope serve
+    --sae openai:...`` reads, as it has no flag for it).
     """
+    account_url = account_url or os.environ.get("MECHSCOPE_OPENAI_ACCOUNT_URL") or None
+    connection_string = connection_string or os.environ.get("MECHSCOPE_OPENAI_CONNECTION_STRING") or None
     target = openai_cache_path(spec, cache_dir)
     if target.is_file():
         return target

@@ -104,7 +104,7 @@ def harvest_activations(model, tokens: torch.Tensor, hook_points: Sequence[str])
     store: dict[str, torch.Tensor] = {}
 
     def keep(x: torch.Tensor, ctx) -> None:
-        store[ctx.name] = x.detach().reshape(-1, x.shape[-1])
+        store[ctx.name] = x.detach().reshape(-1, x.shape[-1]).float().cpu()   # SAEs train in float32 here
         if ctx.name == last:
             raise _StopForward
 

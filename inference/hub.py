@@ -1,24 +1,18 @@
-"""Download files of Hugging Face hub repos into a local on-disk cache (no huggingface_hub needed).
+"""Files of Hugging Face hub repos, through ``huggingface_hub`` and its cache.
 
-A file's URL is ``{endpoint}/{repo_id}/resolve/{revision}/{filename}``. The endpoint is the
-``endpoint`` argument, else the environment variable ``MECHSCOPE_HUB_ENDPOINT``, else
-``HF_ENDPOINT``, else ``https://huggingface.co``.
+Downloads go into the Hugging Face cache that transformers, TransformerLens and SAELens share (so
+a ``gpt2`` one of them fetched is not fetched again): ``cache_dir``/hub when given, else
+``$MECHSCOPE_CACHE_DIR``/hub, else huggingface_hub's own (``$HF_HUB_CACHE``, by default
+``~/.cache/huggingface/hub``). huggingface_hub resumes broken transfers (``Range``), shows progress
+bars and honours ``HF_HUB_OFFLINE`` and ``HF_TOKEN``. The endpoint is the ``endpoint`` argument, else
+``$MECHSCOPE_HUB_ENDPOINT``, else ``$HF_ENDPOINT``, else ``https://huggingface.co``.
 
-Cache layout (root: ``cache_dir`` argument, else ``MECHSCOPE_CACHE_DIR``, else ``~/.cache/mechscope``)::
-
-    {root}/hub/{owner}--{name}/{revision}/{filename}            downloaded files (the "snapshot")
-    {root}/hub/{owner}--{name}/{revision}/{filename}.part       a download in progress
-    {root}/hub/{owner}--{name}/.no_exist/{revision}/{filename}  an optional file the repo lacks
-
-A file that is in its snapshot directory is complete: downloads go to ``.part`` and are renamed into
-place only after their size (``Content-Length``) and, when the hub names one (the ``ETag`` or
-``X-Linked-Etag`` of an LFS file), their SHA-256 are checked. A call whose files are all cached
-sends no request, so it works offline. A broken transfer is retried with exponential backoff and
-resumed from the ``.part`` size with an HTTP ``Range`` request (a server that answers 200 instead
-of 206 is handled by starting over).
-
-Revisions are cached by name: a branch such as ``main`` is not re-checked once its files are cached.
-Pass a commit hash as ``revision`` to pin exact contents.
+On top of it: a call whose files are all cached (or known absent) sends no request, so it works
+offline and a branch such as ``main`` is not re-checked once cached (pass a commit hash to pin
+exact contents); alternatives (the first of several files the repo has) and optional files; a
+freshly downloaded LFS file's SHA-256 is checked against the hub's ETag; failed attempts (network,
+HTTP 5xx/429) are retried per :class:`RetryPolicy`; and errors are mechscope's typed errors, the
+offline one saying how to use a local directory instead.
 """
 
 from __future__ import annotations
@@ -32,20 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import httpx
-from tqdm import tqdm
-
 from .errors import CheckpointError, ChecksumError, DownloadError, InvalidInputError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINT_ENV_VARS = ("MECHSCOPE_HUB_ENDPOINT", "HF_ENDPOINT")
 CACHE_DIR_ENV_VAR = "MECHSCOPE_CACHE_DIR"
 TOKEN_ENV_VAR = "HF_TOKEN"
-DEFAULT_CACHE_DIR = Path("~/.cache/mechscope")
 
 _REPO_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,96}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class HubFileNotFoundError(CheckpointError):
@@ -63,10 +52,12 @@ class RetryPolicy:
     """How often a failed transfer is tried in total, and how long to wait between tries.
 
     The wait doubles after each failure: ``initial_delay_s``, ``2 * initial_delay_s``, ... capped
-    at ``max_delay_s``.
+    at ``max_delay_s``. One try is the default: within it huggingface_hub already retries network
+    errors and HTTP 5xx/429 with backoff (5 retries over about 23 s) and resumes a body cut
+    mid-transfer; more attempts add whole tries on top.
     """
 
-    attempts: int = 4
+    attempts: int = 1
     initial_delay_s: float = 0.5
     max_delay_s: float = 8.0
 
@@ -83,24 +74,17 @@ class RetryPolicy:
         return min(self.max_delay_s, self.initial_delay_s * 2 ** (failures - 1))
 
 
-# ---------------------------------------------------------------------------------------------
-# Validation, URLs and cache paths
-# ---------------------------------------------------------------------------------------------
-
-
+# --- validation, URLs and cache paths ---------------------------------------------------------------
 def _validate_repo_id(repo_id: object) -> str:
     if not isinstance(repo_id, str):
         raise InvalidInputError(f"repo_id must be a string like 'owner/name', got {repo_id!r}", field="repo_id")
     segments = repo_id.split("/")
     valid = 1 <= len(segments) <= 2 and all(
-        _REPO_SEGMENT.fullmatch(s) and s not in (".", "..") and "--" not in s and ".." not in s for s in segments
-    )
+        _REPO_SEGMENT.fullmatch(s) and s not in (".", "..") and "--" not in s and ".." not in s for s in segments)
     if not valid:
         raise InvalidInputError(
             f"invalid repo_id {repo_id!r}: expected 'name' or 'owner/name' made of letters, digits, "
-            "'-', '_' and '.' (no '..', '--', backslashes or absolute paths)",
-            field="repo_id",
-        )
+            "'-', '_' and '.' (no '..', '--', backslashes or absolute paths)", field="repo_id")
     return repo_id
 
 
@@ -135,8 +119,7 @@ def _resolve_endpoint(endpoint: str | None) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInputError(
-            f"invalid hub endpoint {endpoint!r} (from {field}): expected an http:// or https:// URL", field=field
-        )
+            f"invalid hub endpoint {endpoint!r} (from {field}): expected an http:// or https:// URL", field=field)
     return endpoint.rstrip("/")
 
 
@@ -145,40 +128,36 @@ def hub_file_url(repo_id: str, filename: str, *, revision: str = "main", endpoin
     _validate_repo_id(repo_id)
     _validate_relative_path(filename, "filename")
     _validate_relative_path(revision, "revision")
-    return (
-        f"{_resolve_endpoint(endpoint)}/{repo_id}/resolve/"
-        f"{quote(revision, safe='')}/{quote(filename, safe='/')}"
-    )
+    return f"{_resolve_endpoint(endpoint)}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(filename, safe='/')}"
 
 
-def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The Hugging Face hub cache used: ``cache_dir``/hub, ``$MECHSCOPE_CACHE_DIR``/hub, else
+    huggingface_hub's own (``$HF_HUB_CACHE``)."""
     if cache_dir is None:
-        cache_dir = os.environ.get(CACHE_DIR_ENV_VAR) or DEFAULT_CACHE_DIR
-    return Path(cache_dir).expanduser() / "hub"
+        cache_dir = os.environ.get(CACHE_DIR_ENV_VAR) or None
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / "hub"
+    from huggingface_hub import constants
+    return Path(constants.HF_HUB_CACHE)
 
 
-def _repo_cache_dir(repo_id: str, cache_dir: str | os.PathLike[str] | None) -> Path:
-    return _cache_root(cache_dir) / repo_id.replace("/", "--")
+def _repo_folder(repo_id: str, cache_dir) -> Path:
+    return hub_cache_dir(cache_dir) / ("models--" + repo_id.replace("/", "--"))
 
 
-def hub_snapshot_dir(
-    repo_id: str, *, revision: str = "main", cache_dir: str | os.PathLike[str] | None = None
-) -> Path:
-    """Where :func:`download_hub_files` puts the files of ``repo_id`` at ``revision`` (may not exist)."""
+def hub_snapshot_dir(repo_id: str, *, revision: str = "main", cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The snapshot directory of ``repo_id`` at ``revision`` in the cache (the commit a branch
+    points to once it has been downloaded; may not exist)."""
     _validate_repo_id(repo_id)
     _validate_relative_path(revision, "revision")
-    return _repo_cache_dir(repo_id, cache_dir) / quote(revision, safe="")
+    folder = _repo_folder(repo_id, cache_dir)
+    ref = folder / "refs" / revision
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    return folder / "snapshots" / commit
 
 
-def _absent_marker(repo_id: str, revision: str, filename: str, cache_dir) -> Path:
-    return _repo_cache_dir(repo_id, cache_dir) / ".no_exist" / quote(revision, safe="") / filename
-
-
-# ---------------------------------------------------------------------------------------------
-# Downloading
-# ---------------------------------------------------------------------------------------------
-
-
+# --- one file --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _WantedFile:
     """One entry of a download request: the first of ``candidates`` that the repo has."""
@@ -195,23 +174,27 @@ class _Retryable(Exception):
         self.network = network
 
 
-@dataclass(frozen=True)
-class _Received:
-    total_bytes: int | None
-    sha256: str | None
-
-
-def _sha256_from_headers(response: httpx.Response) -> str | None:
-    """The SHA-256 the hub names for an LFS file: ``X-Linked-Etag`` anywhere in the redirect chain,
-    else the ``ETag`` of the first answer (the hub's own; a CDN's ETag means something else)."""
-    chain = [*response.history, response]
-    candidates = [r.headers.get("x-linked-etag") for r in chain] + [chain[0].headers.get("etag")]
-    for value in candidates:
-        if value:
-            value = value.strip().removeprefix("W/").strip('"').lower()
-            if _SHA256_HEX.fullmatch(value):
-                return value
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of the hub error in ``error``'s chain of causes, if any."""
+    from huggingface_hub.errors import HfHubHTTPError
+    seen = error
+    while seen is not None:
+        if isinstance(seen, HfHubHTTPError) and seen.response is not None:
+            return seen.response.status_code
+        seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client errors huggingface_hub lets through (httpx, or httpx2 in huggingface_hub 2)."""
+    import httpx
+    errors: list[type[Exception]] = [httpx.HTTPError]
+    try:
+        import httpx2
+        errors.append(httpx2.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _file_sha256(path: Path) -> str:
@@ -222,178 +205,127 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _ProgressBar:
-    """A per-file tqdm bar in bytes, created only once a body starts (so a 404 shows nothing)."""
+def _silent_tqdm():
+    from tqdm.auto import tqdm
 
-    def __init__(self, description: str, enabled: bool):
-        self._description = description
-        self._enabled = enabled
-        self._bar: tqdm | None = None
+    class Silent(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
 
-    def start(self, total: int | None, done: int) -> None:
-        if self._bar is None:
-            self._bar = tqdm(
-                desc=self._description, total=total, initial=done, unit="B", unit_scale=True,
-                unit_divisor=1024, disable=None if self._enabled else True,  # None: off when not a TTY
-            )
-        else:  # a retry: show where it starts again
-            self._bar.total = total
-            self._bar.reset()
-            self._bar.update(done)
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    return Silent
 
 
 class _HubFetcher:
-    """Downloads single files of one repo at one revision, with retries, resume and checks."""
+    """Downloads single files of one repo at one revision with huggingface_hub, with retries and checks."""
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        repo_id: str,
-        revision: str,
-        endpoint: str,
-        token_given: bool,
-        retry: RetryPolicy,
-        progress: bool,
-        requested: Sequence[str],
-    ):
-        self._client = client
-        self._repo_id = repo_id
-        self._revision = revision
-        self._endpoint = endpoint
-        self._token_given = token_given
-        self._retry = retry
-        self._progress = progress
-        self._requested = requested
+    def __init__(self, *, repo_id: str, revision: str, endpoint: str, cache: Path, token: str | None,
+                 retry: RetryPolicy, progress: bool, timeout_s: float, requested: Sequence[str]):
+        self.repo_id, self.revision, self.endpoint, self.cache = repo_id, revision, endpoint, cache
+        self.token, self.retry, self.progress, self.timeout_s = token, retry, progress, timeout_s
+        self.requested = requested
 
-    def fetch(self, filename: str, dest: Path) -> bool:
-        """Download ``filename`` to ``dest``. False when the repo has no such file (404)."""
-        url = hub_file_url(self._repo_id, filename, revision=self._revision, endpoint=self._endpoint)
-        part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        bar = _ProgressBar(filename, self._progress)
+    def cached(self, filename: str) -> Path | bool | None:
+        """The cached file's path; False when the cache knows the repo lacks it; None when unknown."""
+        from huggingface_hub import try_to_load_from_cache
+        found = try_to_load_from_cache(self.repo_id, filename, cache_dir=self.cache, revision=self.revision)
+        if isinstance(found, str):
+            return Path(found)
+        return None if found is None else False
+
+    def fetch(self, filename: str) -> Path | None:
+        """Download ``filename``: its path in the snapshot, or None when the repo has no such file."""
         failures = 0
-        try:
-            while True:
-                try:
-                    received = self._attempt(url, filename, part, bar)
-                    break
-                except _Retryable as failure:
-                    failures += 1
-                    if failures >= self._retry.attempts:
-                        raise self._gave_up(filename, url, failure, failures) from failure
-                    time.sleep(self._retry.delay_after(failures))
-        finally:
-            bar.close()
-        if received is None:
-            return False
-        sha256 = received.sha256
-        if sha256 is not None:
-            actual = _file_sha256(part)
-            if actual != sha256:
-                part.unlink(missing_ok=True)
-                raise ChecksumError(
-                    f"downloaded {filename!r} of hub repo {self._repo_id!r} (revision {self._revision!r}) "
-                    f"from {url} has sha256 {actual}, but the hub's ETag says {sha256}; the corrupt "
-                    "download was deleted, try again"
-                )
-        os.replace(part, dest)
-        return True
+        while True:
+            try:
+                path = self._attempt(filename)
+            except _Retryable as failure:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise self._gave_up(filename, failure, failures) from failure
+                time.sleep(self.retry.delay_after(failures))
+                continue
+            if path is not None:
+                self._check_sha256(filename, path)
+            return path
 
-    def _attempt(self, url: str, filename: str, part: Path, bar: _ProgressBar) -> _Received | None:
-        """One GET, appending to ``part`` when resuming. None on 404; raises _Retryable to retry."""
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+    def _attempt(self, filename: str) -> Path | None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                            LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
         try:
-            with self._client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
-                if status == 404:
-                    return None
-                if status in (401, 403):
-                    raise self._access_denied(filename, url, status)
-                if status == 416:  # our .part is not a prefix of what the server has now
-                    part.unlink(missing_ok=True)
-                    raise _Retryable(f"server could not resume at byte {offset} (HTTP 416)", network=False)
-                if status == 429 or status >= 500:
-                    raise _Retryable(f"server answered HTTP {status}", network=False)
-                if status not in (200, 206):
-                    raise DownloadError(
-                        f"unexpected HTTP {status} for {filename!r} of hub repo {self._repo_id!r} "
-                        f"(revision {self._revision!r}) from {url}"
-                    )
-                if status == 206:
-                    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-                    if match is None or int(match.group(1)) != offset:
-                        part.unlink(missing_ok=True)
-                        where = response.headers.get("content-range")
-                        raise _Retryable(f"server resumed at the wrong place (Content-Range {where!r})", network=False)
-                    total = None if match.group(3) == "*" else int(match.group(3))
-                    mode = "ab"
-                else:  # a full answer, possibly to a Range request: start over
-                    offset, mode = 0, "wb"
-                    length = response.headers.get("content-length")
-                    encoded = response.headers.get("content-encoding", "identity") != "identity"
-                    total = int(length) if length and length.isdigit() and not encoded else None
-                received = _Received(total_bytes=total, sha256=_sha256_from_headers(response))
-                bar.start(total, offset)
-                with part.open(mode) as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
-        except httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}", network=True) from exc
-        size = part.stat().st_size
-        if received.total_bytes is not None and size != received.total_bytes:
-            if size < received.total_bytes:
-                raise _Retryable(f"transfer ended at {size} of {received.total_bytes} bytes", network=True)
-            part.unlink(missing_ok=True)
-            raise ChecksumError(
-                f"downloaded {filename!r} of hub repo {self._repo_id!r} has {size} bytes, more than the "
-                f"{received.total_bytes} the server announced; the download was deleted"
-            )
-        return received
+            return Path(hf_hub_download(self.repo_id, filename, revision=self.revision, cache_dir=self.cache,
+                                        endpoint=self.endpoint, token=self.token, etag_timeout=self.timeout_s,
+                                        tqdm_class=None if self.progress else _silent_tqdm()))
+        except EntryNotFoundError as e:
+            if not isinstance(e, LocalEntryNotFoundError) or _http_status(e) == 404:   # the hub said 404
+                return None
+            raise self._retryable(filename, e) from e
+        except RevisionNotFoundError as e:
+            raise CheckpointError(f"hub repo {self.repo_id!r} has no revision {self.revision!r} "
+                                  f"({self.endpoint}): check the revision") from e
+        except (RepositoryNotFoundError, GatedRepoError) as e:
+            raise self._access_denied(filename, _http_status(e) or 401) from e
+        except (HfHubHTTPError, OSError, *_transport_errors()) as e:
+            raise self._retryable(filename, e) from e
 
-    def _gave_up(self, filename: str, url: str, failure: _Retryable, attempts: int) -> DownloadError:
-        files = ", ".join(self._requested)
+    def _retryable(self, filename: str, e: Exception) -> Exception:
+        """What a failed attempt raises: _Retryable (network, HTTP 5xx/429), or a final error."""
+        status = _http_status(e)
+        if status in (401, 403):
+            return self._access_denied(filename, status)
+        if status is not None and status != 429 and status < 500:
+            return DownloadError(f"unexpected HTTP {status} for {filename!r} of hub repo {self.repo_id!r} "
+                                 f"(revision {self.revision!r}) from {self.endpoint}")
+        if self._offline():
+            return self._gave_up(filename, _Retryable("HF_HUB_OFFLINE is set", network=True), 0)
+        reason = f"server answered HTTP {status}" if status else f"{type(e).__name__}: {e}"
+        return _Retryable(reason.splitlines()[0], network=status is None)
+
+    @staticmethod
+    def _offline() -> bool:
+        from huggingface_hub import constants
+        return bool(constants.HF_HUB_OFFLINE)
+
+    def _check_sha256(self, filename: str, path: Path) -> None:
+        """An LFS file's blob is named by its SHA-256 (the hub's ETag): check the bytes match it.
+        A mismatch deletes the blob and its snapshot link."""
+        blob = path.resolve()
+        if not _SHA256_HEX.fullmatch(blob.name):
+            return
+        actual = _file_sha256(blob)
+        if actual != blob.name:
+            blob.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            raise ChecksumError(f"downloaded {filename!r} of hub repo {self.repo_id!r} (revision {self.revision!r}) "
+                                f"from {self.endpoint} has sha256 {actual}, but the hub's ETag says {blob.name}; "
+                                "the corrupt download was deleted, try again")
+
+    def _gave_up(self, filename: str, failure: _Retryable, attempts: int) -> DownloadError:
+        files = ", ".join(self.requested)
         cause = "could not reach the hub" if failure.network else "the hub kept failing"
+        url = hub_file_url(self.repo_id, filename, revision=self.revision, endpoint=self.endpoint)
         return DownloadError(
-            f"could not download {filename!r} of hub repo {self._repo_id!r} (revision {self._revision!r}) "
-            f"from {self._endpoint} ({url}): {cause} after {attempts} attempts, last error: {failure}. "
+            f"could not download {filename!r} of hub repo {self.repo_id!r} (revision {self.revision!r}) "
+            f"from {self.endpoint} ({url}): {cause} after {attempts} attempts, last error: {failure}. "
             f"To work offline, download the files ({files}) elsewhere and pass a local directory "
             "containing them instead of the repo id, e.g. load_model(\"/path/to/dir\") for a directory "
-            "with config.json and model.safetensors; or set MECHSCOPE_HUB_ENDPOINT to a reachable "
-            "hub mirror. Files already downloaded stay cached and partial downloads resume."
-        )
+            "with config.json and model.safetensors; or set MECHSCOPE_HUB_ENDPOINT (or HF_ENDPOINT) to a "
+            "reachable hub mirror. Files already downloaded stay cached (the Hugging Face cache) and "
+            "partial downloads resume.")
 
-    def _access_denied(self, filename: str, url: str, status: int) -> DownloadError:
-        if self._token_given:
+    def _access_denied(self, filename: str, status: int) -> DownloadError:
+        if self.token:
             advice = "the token was rejected or has no access to this repo: check the token and the repo id"
         else:
-            advice = (
-                "the repo may not exist, or be private or gated: check the repo id, or pass "
-                f"token=... (a Hugging Face access token) or set {TOKEN_ENV_VAR}"
-            )
-        return DownloadError(
-            f"HTTP {status} for {filename!r} of hub repo {self._repo_id!r} (revision {self._revision!r}) "
-            f"from {url}: {advice}"
-        )
+            advice = ("the repo may not exist, or be private or gated: check the repo id, or pass "
+                      f"token=... (a Hugging Face access token) or set {TOKEN_ENV_VAR}")
+        return DownloadError(f"HTTP {status} for {filename!r} of hub repo {self.repo_id!r} "
+                             f"(revision {self.revision!r}) from {self.endpoint}: {advice}")
 
 
-def _plan(
-    filenames: Iterable[str], optional: Iterable[str], alternatives: Iterable[Sequence[str]]
-) -> list[_WantedFile]:
+# --- requests of several files ---------------------------------------------------------------------
+def _plan(filenames: Iterable[str], optional: Iterable[str], alternatives: Iterable[Sequence[str]]) -> list[_WantedFile]:
     def names(value: object, field: str) -> list[str]:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise InvalidInputError(f"{field} must be a list of file names, got {value!r}", field=field)
@@ -401,9 +333,8 @@ def _plan(
 
     plan = [_WantedFile((name,), required=True) for name in names(filenames, "filenames")]
     if isinstance(alternatives, (str, bytes)) or not isinstance(alternatives, Iterable):
-        raise InvalidInputError(
-            f"alternatives must be a list of tuples of file names, got {alternatives!r}", field="alternatives"
-        )
+        raise InvalidInputError(f"alternatives must be a list of tuples of file names, got {alternatives!r}",
+                                field="alternatives")
     for group in alternatives:
         candidates = tuple(names(group, "alternatives"))
         if not candidates:
@@ -427,58 +358,62 @@ def download_hub_files(
     retry: RetryPolicy = RetryPolicy(),
     timeout_s: float = 30.0,
 ) -> Path:
-    """Make sure files of hub repo ``repo_id`` are in the local cache; return their directory.
+    """Make sure files of hub repo ``repo_id`` are in the Hugging Face cache; return their snapshot
+    directory.
 
     - ``filenames``: files that must exist (404 raises :class:`HubFileNotFoundError`, a
       :class:`CheckpointError`).
     - ``alternatives``: groups such as ``("model.safetensors", "pytorch_model.bin")``; the first file
       of each group that the repo has is fetched (none cached: tried in order; none found: raises).
       A group is satisfied without any request when one of its files is already cached.
-    - ``optional``: fetched when the repo has them; a 404 is remembered in the cache, so later calls
-      do not ask again.
+    - ``optional``: fetched when the repo has them; a 404 is remembered in the cache.
 
     Callers find out what they got by checking which files exist in the returned directory.
-    ``token`` (default: env ``HF_TOKEN``) is sent as a bearer token. Network failures and HTTP
-    5xx/429 are retried per ``retry`` and then raise :class:`DownloadError`, as do 401/403.
+    ``token`` (default: huggingface_hub's, e.g. ``HF_TOKEN``) is sent as a bearer token. Network
+    failures and HTTP 5xx/429 are retried per ``retry`` and then raise :class:`DownloadError`, as do
+    401/403.
     """
     _validate_repo_id(repo_id)
     _validate_relative_path(revision, "revision")
     endpoint = _resolve_endpoint(endpoint)
     plan = _plan(filenames, optional, alternatives)
-    snapshot = hub_snapshot_dir(repo_id, revision=revision, cache_dir=cache_dir)
-    snapshot.mkdir(parents=True, exist_ok=True)
-
-    token = token if token is not None else os.environ.get(TOKEN_ENV_VAR) or None
-    headers = {"User-Agent": "mechscope"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    with httpx.Client(headers=headers, follow_redirects=True, timeout=timeout_s) as client:
-        fetcher = _HubFetcher(
-            client,
-            repo_id=repo_id,
-            revision=revision,
-            endpoint=endpoint,
-            token_given=bool(token),
-            retry=retry,
-            progress=progress,
-            requested=[wanted.candidates[0] for wanted in plan if wanted.required],
-        )
-        for wanted in plan:
-            if any((snapshot / name).is_file() for name in wanted.candidates):
-                continue
-            if not wanted.required and _absent_marker(repo_id, revision, wanted.candidates[0], cache_dir).exists():
-                continue
-            if not any(fetcher.fetch(name, snapshot / name) for name in wanted.candidates):
-                _handle_missing(wanted, repo_id, revision, endpoint, cache_dir)
-    return snapshot
+    fetcher = _HubFetcher(repo_id=repo_id, revision=revision, endpoint=endpoint, cache=hub_cache_dir(cache_dir),
+                          token=token or None, retry=retry, progress=progress, timeout_s=timeout_s,
+                          requested=[wanted.candidates[0] for wanted in plan if wanted.required])
+    snapshot: Path | None = None
+    for wanted in plan:
+        found = _fetch_wanted(fetcher, wanted)
+        if found is None:
+            _handle_missing(wanted, repo_id, revision, endpoint)
+        elif snapshot is None and found is not False:
+            snapshot = _snapshot_of(found, wanted)
+    return snapshot or hub_snapshot_dir(repo_id, revision=revision, cache_dir=cache_dir)
 
 
-def _handle_missing(wanted: _WantedFile, repo_id: str, revision: str, endpoint: str, cache_dir) -> None:
-    if not wanted.required:
-        marker = _absent_marker(repo_id, revision, wanted.candidates[0], cache_dir)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        return
+def _snapshot_of(path: Path, wanted: _WantedFile) -> Path:
+    """The snapshot directory holding ``path`` (a file of ``wanted``, possibly in a subfolder)."""
+    name = next(n for n in wanted.candidates if path.as_posix().endswith("/" + n))
+    return Path(path.as_posix()[: -len(name) - 1])
+
+
+def _fetch_wanted(fetcher: _HubFetcher, wanted: _WantedFile) -> Path | bool | None:
+    """The first candidate's path (cached, or downloaded); False for an optional file the repo
+    lacks; None when a required group has no file."""
+    known = [fetcher.cached(name) for name in wanted.candidates]
+    for path in known:
+        if isinstance(path, Path):
+            return path
+    if not wanted.required and known[0] is False:
+        return False
+    for name, state in zip(wanted.candidates, known):
+        if state is False:       # the cache knows the repo lacks it
+            continue
+        if (path := fetcher.fetch(name)) is not None:
+            return path
+    return False if not wanted.required else None
+
+
+def _handle_missing(wanted: _WantedFile, repo_id: str, revision: str, endpoint: str) -> None:
     if len(wanted.candidates) == 1:
         what = f"no file {wanted.candidates[0]!r}"
     else:
@@ -486,7 +421,4 @@ def _handle_missing(wanted: _WantedFile, repo_id: str, revision: str, endpoint: 
     raise HubFileNotFoundError(
         f"hub repo {repo_id!r} at revision {revision!r} on {endpoint} has {what} (HTTP 404): "
         "check the repo id, the revision and the file name",
-        repo_id=repo_id,
-        revision=revision,
-        filenames=wanted.candidates,
-    )
+        repo_id=repo_id, revision=revision, filenames=wanted.candidates)

@@ -286,6 +286,9 @@ class GPT2(nn.Module):
         """
         past_len = past_kv[0][0].shape[1] if past_kv else 0
         self.check_tokens(tokens, past_len)
+        if tokens.device != (device := self.wte.weight.device):   # callers build token batches on the CPU
+            tokens = tokens.to(device)
+            attention_mask = attention_mask.to(device) if attention_mask is not None else None
         # Order at each point: splices, scoped hooks, ``hooks``, interventions, then fwd_hooks (so a
         # cache sees the intervened value).
         all_hooks = Hooks.build([(s.hook_point, s) for s in splices]).merged(active_scope_hooks())

@@ -32,6 +32,7 @@ from mechscope.autoencoders.organism_saes import ORGANISM_SAE_DIR, organism_sae_
 from mechscope.autoencoders.training import TrainingConfig, train_saes
 from mechscope.datasets.task_suite import TaskSuite
 from mechscope.inference import load_model
+from mechscope.inference.devices import add_device_arguments, placement_from_args
 from mechscope.inference.loading import ORGANISM_DIR
 
 ACCEPTANCE = {"explained_variance": (">=", 0.9), "dead_fraction": ("<", 0.1), "ce_loss_recovered": (">=", 0.9),
@@ -59,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="AuxK revives latents inactive this long (100k: at 250k the last MLP SAE ended 10%% dead)")
     p.add_argument("--buffer-tokens", type=int, default=defaults.buffer_tokens)
     p.add_argument("--threads", type=int, default=2)
+    add_device_arguments(p)   # where the model runs; SAEs train on float32 CPU copies of its activations
     p.add_argument("--log", type=Path, default=Path("artifacts/sae_training/log.jsonl"))
     return p.parse_args(argv)
 
@@ -80,7 +82,8 @@ def acceptance_failures(metrics: SAEMetrics) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = load_model(args.model).eval().requires_grad_(False)
+    place = placement_from_args(args)
+    model = load_model(args.model, device=place.torch_device, dtype=place.torch_dtype).eval().requires_grad_(False)
     config = TrainingConfig(n_latents=args.n_latents, k=args.k, batch_tokens=args.batch_tokens,
                             total_tokens=args.total_tokens, lr=args.lr, aux_k=args.aux_k,
                             dead_after_tokens=args.dead_after_tokens, buffer_tokens=args.buffer_tokens,

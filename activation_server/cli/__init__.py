@@ -16,11 +16,13 @@ import torch
 def _cmd_run(args: argparse.Namespace) -> int:
     from mechscope.inference import gpt2_tokenizer, load_model
 
-    model = load_model(args.model)
+    from mechscope.inference.devices import placement_from_args
+    place = placement_from_args(args)
+    model = load_model(args.model, device=place.torch_device, dtype=place.torch_dtype)
     tok = gpt2_tokenizer()
     tokens, _ = tok.to_tokens(args.prompt, prepend_bos=args.prepend_bos)
     with torch.no_grad():
-        logits = model(tokens)[0, -1]
+        logits = model(tokens)[0, -1].float().cpu()
     probs = logits.softmax(-1)
     top = probs.topk(args.top_k)
     print(f"model: {model.cfg.name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model})")
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=10)
     run.add_argument("--no-prepend-bos", dest="prepend_bos", action="store_false",
                      help="do not start the prompt with <|endoftext|> (by default it does, as in training)")
+    from mechscope.inference.devices import add_device_arguments
+    add_device_arguments(run)
     run.set_defaults(func=_cmd_run)
     from .datasets import add_datasets_subcommands
     add_datasets_subcommands(sub)

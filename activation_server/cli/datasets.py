@@ -28,8 +28,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from mechscope.datasets.stores import open_store
     from mechscope.inference import load_model
 
-    model = load_model(args.model)
-    saes = [load_sae(spec) for spec in args.sae]
+    from mechscope.inference.devices import placement_from_args
+    place = placement_from_args(args)
+    model = load_model(args.model, device=place.torch_device, dtype=place.torch_dtype)
+    saes = [load_sae(spec).to(device=place.torch_device, dtype=place.torch_dtype) for spec in args.sae]
     config = BuildConfig(top_k=args.top_k, batch_size=args.batch_size, seed=args.seed,
                          checkpoint_every=args.checkpoint_every,
                          kinds=tuple(args.kinds) if args.kinds else BuildConfig.kinds)
@@ -169,6 +171,8 @@ def add_datasets_subcommands(subparsers) -> argparse.ArgumentParser:  # type: ig
     build.add_argument("--quiet", action="store_true")
     from .datasets_ray import add_ray_arguments  # --ray [ADDRESS], --workers, --shard-batches, ...
     add_ray_arguments(build)
+    from mechscope.inference.devices import add_device_arguments
+    add_device_arguments(build)
     build.set_defaults(func=_cmd_build)
 
     for name, help_text in (("push", "copy datasets from SRC to a (remote) store DST"),

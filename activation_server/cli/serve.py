@@ -79,8 +79,16 @@ def add_serve_subcommand(subparsers, env: Mapping[str, str] | None = None) -> ar
     p.add_argument("--viewer-dir", type=Path, default=Path(env.get("MECHSCOPE_VIEWER_DIR", DEFAULT_VIEWER_DIR)),
                    help="the built neuron viewer (default: neuron_viewer/dist)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from mechscope.inference.devices import add_device_arguments
+    add_device_arguments(p, env)   # on CUDA the server process owns the GPU: no compute processes
     p.set_defaults(func=cmd_serve, _serve_env=env)
     return p
+
+
+def _compute_processes(args: argparse.Namespace) -> int:
+    """--compute-processes, except on a GPU: one process owns it and its threads share it."""
+    from mechscope.inference.devices import placement_from_args
+    return 0 if placement_from_args(args).torch_device.type == "cuda" else args.compute_processes
 
 
 def default_compute_processes() -> int:
@@ -93,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                     max_body_bytes=args.max_body_bytes)
     try:
         return ServerConfig(limits=limits, workers=args.workers, max_queue=args.max_queue, cache_size=args.cache_size,
-                            batch_prompts=args.batch_prompts, compute_processes=args.compute_processes,
+                            batch_prompts=args.batch_prompts, compute_processes=_compute_processes(args),
                             gather_ms=args.gather_ms,
                             auth_token=args.auth_token, allowed_origins=tuple(args.allowed_origins or ()) or None,
                             viewer_dir=args.viewer_dir)
@@ -110,8 +118,11 @@ def _sae_specs(args: argparse.Namespace) -> list[str]:
 def engine_spec(args: argparse.Namespace) -> EngineSpec:
     """The model and SAEs to load: the flags' SAEs, else the organism's own for the organism."""
     specs = _sae_specs(args)
+    from mechscope.inference.devices import placement_from_args
+    place = placement_from_args(args)
     return EngineSpec(model=args.model, saes=tuple(specs),
-                      organism_saes=not specs and args.model == "organism" and not args.no_saes)
+                      organism_saes=not specs and args.model == "organism" and not args.no_saes,
+                      device=place.device, dtype=place.dtype)
 
 
 def dataset_specs(args: argparse.Namespace) -> tuple[list[str], bool]:

@@ -17,6 +17,10 @@ class EngineSpec:
     """SAE names or paths to load"""
     organism_saes: bool = False
     """load the organism's own SAEs (what ``mechscope serve`` does for the organism by default)"""
+    device: str = "cpu"
+    """where the model and SAEs live (a resolved --device: cpu, cuda, cuda:N)"""
+    dtype: str = "float32"
+    """their weights' precision (--dtype: float32, bfloat16, float16)"""
 
 
 def _load_saes(spec: EngineSpec, model) -> list:
@@ -32,18 +36,20 @@ def _load_saes(spec: EngineSpec, model) -> list:
             saes += list(load_organism_saes())
     for sae in saes:
         check_compatible(sae, model.cfg)
-    return saes
+    from mechscope.inference.devices import DTYPES
+    return [sae.to(device=spec.device, dtype=DTYPES[spec.dtype]) for sae in saes]
 
 
 def load_engine(spec: EngineSpec, *, verbose: bool = True):
     from mechscope.inference import load_model
 
     from .engine import Engine
-    model = load_model(spec.model)
+    from mechscope.inference.devices import DTYPES
+    model = load_model(spec.model, device=spec.device, dtype=DTYPES[spec.dtype])
     saes = _load_saes(spec, model)
     if verbose:
-        log.info("model %s: %d layers, d_model %d, context %d", model.cfg.name, model.cfg.n_layers, model.cfg.d_model,
-                 model.cfg.n_ctx)
+        log.info("model %s: %d layers, d_model %d, context %d (%s, %s)", model.cfg.name, model.cfg.n_layers,
+                 model.cfg.d_model, model.cfg.n_ctx, spec.device, spec.dtype)
         for sae in saes:
             log.info("SAE at %s: %d latents (%s)", sae.config.hook_point, sae.n_latents, sae.config.activation)
     return Engine(model, saes)

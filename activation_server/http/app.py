@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ..server_schemas import MessageErrorBody
 from .config import LOCALHOST_ORIGIN_REGEX, ServerConfig
+from .docs import install_offline_docs
 from .errors import install_error_handlers
 from .routes import datasets, debugger, explanations, health, metadata, nodes, tokenizer
 from .routes.metadata import version
@@ -45,6 +46,7 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
         svc.shutdown()
 
     app = FastAPI(title="mechscope activation server", version=version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None,   # served with local assets (docs.py)
                   description="A TDB-style circuit debugger for GPT-2-family models. Request and result shapes are "
                               "those of mechscope.activation_server.schemas; the README's Glossary defines the "
                               "vocabulary (component, node, write vector, objective, direct effect, ...).")
@@ -64,5 +66,6 @@ def create_app(state: ServerState, config: ServerConfig | None = None) -> FastAP
     for resource in (metadata, datasets, tokenizer, debugger, nodes, explanations):
         api.include_router(resource.router)
     app.include_router(api)
+    install_offline_docs(app)
     mount_viewer(app, config.viewer_dir)
     return app

@@ -36,6 +36,9 @@ from ..schemas import AttributionRequest
 log = logging.getLogger("mechscope.server")
 
 _ENGINE = None   # in a worker process: its engine, loaded once when the process starts
+_WORKER_TRIM_BYTES = 32 << 20
+"""Free heap a compute process keeps for reuse (the server process keeps 256 MB): with the weights
+shared, the heap each of N processes holds on to is most of what they cost beyond one process."""
 
 
 def chunks_by_prompts(requests: Sequence[AttributionRequest], n: int) -> list[list[AttributionRequest]]:
@@ -59,10 +62,16 @@ def chunks_by_prompts(requests: Sequence[AttributionRequest], n: int) -> list[li
 
 # --- in the worker processes ------------------------------------------------------------------------
 def _exit_with(parent_pid: int) -> None:
-    """Exit as soon as the server process is gone (killed without shutting its workers down)."""
-    while os.getppid() == parent_pid:
+    """Exit as soon as the server process is gone (killed without shutting its workers down). The
+    server is not the parent (the forkserver is), so its pid is polled."""
+    while True:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:   # the pid was reused by another user's process: the server is gone
+            os._exit(0)
         time.sleep(0.5)
-    os._exit(0)
 
 
 def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_pid: int) -> None:
@@ -74,9 +83,10 @@ def _start_worker(spec: EngineSpec, torch_threads: int, log_level: str, parent_p
     from .config import LOG_FORMAT
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     torch.set_num_threads(torch_threads)
-    _ENGINE = load_engine(spec, verbose=False)
+    # a SharedEngineSpec maps the server's weight files (one copy per machine); an EngineSpec loads its own
+    _ENGINE = spec.load_engine() if hasattr(spec, "load_engine") else load_engine(spec, verbose=False)
     settle_garbage_collector()
-    keep_freed_memory()
+    keep_freed_memory(trim_threshold=_WORKER_TRIM_BYTES)   # see _WORKER_TRIM_BYTES
 
 
 def _portable(error: Exception) -> Exception:
@@ -98,6 +108,25 @@ def _worker_pid(hold_s: float) -> int:
 
 
 # --- in the server process -----------------------------------------------------------------------
+def _context():  # type: ignore[no-untyped-def]
+    """Compute processes are forked from a forkserver that has imported torch, the engine and the
+    tokenizer (:mod:`.compute_preload`), so that memory is shared by all of them; where there is
+    no forkserver (not POSIX), each is a fresh interpreter ("spawn"). Never "fork": the server
+    process has threads."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__package__ + ".compute_preload"])
+    return context
+
+
+def _all_alive(pool: ProcessPoolExecutor) -> bool:
+    """Whether the pool is unbroken and each of its processes is running (the executor keeps no
+    public view of either)."""
+    processes = pool._processes or {}
+    return not pool._broken and len(processes) > 0 and all(p.is_alive() for p in list(processes.values()))
+
+
 class EngineProcesses:
     """``processes`` worker processes answering attribution calls (see the module docstring).
     :meth:`attribute_json` blocks: call it from a thread, one call at a time."""
@@ -119,7 +148,7 @@ class EngineProcesses:
             self._pool = self._started_pool()
 
     def _started_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(self.processes, mp_context=_context(),
                                    initializer=_start_worker,
                                    initargs=(self.spec, self.torch_threads, self.log_level, os.getpid()))
         deadline = time.monotonic() + self.start_timeout_s
@@ -176,7 +205,23 @@ class EngineProcesses:
 
     @property
     def ready(self) -> bool:
-        return self._pool is not None
+        """True while every worker is alive. A worker found dead (killed with no call in flight)
+        starts the restart at once, unless a call holds the lock: that call finds the pool broken
+        and restarts it itself."""
+        pool = self._pool
+        if pool is None:
+            return False
+        if _all_alive(pool):
+            return True
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._pool is pool:
+                    log.error("a compute process exited; starting the compute processes again")
+                    self._pool = None
+                    self._restart_in_background(pool)
+            finally:
+                self._lock.release()
+        return False
 
     def worker_pids(self) -> list[int]:
         """The workers' process ids (empty while restarting)."""
@@ -190,3 +235,5 @@ class EngineProcesses:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self.spec, "cleanup"):   # shared weight files
+            self.spec.cleanup()

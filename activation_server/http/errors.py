@@ -57,6 +57,9 @@ def _retry_response(detail: str, retry_after_s: int) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from .validation import install_validation_handler
+    install_validation_handler(app)   # 422s that serialize whatever the request held (NaN, surrogates)
+
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
         return validation_error(field_loc(exc.field), str(exc), "limit_exceeded", {"limit": exc.limit})

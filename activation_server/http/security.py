@@ -28,6 +28,18 @@ def make_auth_dependency(token: str | None):
     return require_token
 
 
+def readiness_detail(state, request, token: str | None) -> str | None:
+    """/readyz's detail: why loading failed names local paths, so callers without the bearer token
+    (everyone, when the server has none) see only the kind of error; the log has the rest."""
+    public = getattr(state, "public_detail", None)
+    if public is None:
+        return state.detail
+    header = request.headers.get("authorization", "")
+    if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+        return state.detail
+    return public
+
+
 class BodySizeLimit:
     """ASGI middleware: answer 413 when a request body exceeds ``max_bytes`` — at once from
     Content-Length, or as soon as a streamed (chunked) body grows past the limit."""

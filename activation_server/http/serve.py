@@ -75,7 +75,11 @@ def build_loader(settings: ServeSettings):
             from .compute_processes import EngineProcesses
             threads = cores_each(n * settings.processes)
             log.info("starting %d compute processes (%d torch threads each)", n, threads)
-            processes = EngineProcesses(settings.engine, n, torch_threads=threads, log_level=settings.log_level)
+            spec = settings.engine
+            if os.environ.get("MECHSCOPE_SHARED_WEIGHTS", "1") != "0":   # one copy of the weights per machine
+                from .shared_weights import share_engine_weights
+                spec = share_engine_weights(engine)
+            processes = EngineProcesses(spec, n, torch_threads=threads, log_level=settings.log_level)
             processes.start()
         settle_garbage_collector()
         keep_freed_memory()

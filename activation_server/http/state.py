@@ -22,6 +22,7 @@ class ServerState:
         self._lock = threading.Lock()
         self.status = "loading"
         self.detail: str | None = "loading the model and SAEs"
+        self.public_detail: str | None = None   # what unauthenticated callers see instead of detail, if set
         self.engine = None
         self.datasets: dict[str, NodeDatasetSource] = {}
         self.engine_processes = None   # EngineProcesses answering attribution requests, if any
@@ -45,6 +46,7 @@ class ServerState:
                 log.exception("loading failed")
                 with self._lock:
                     self.status, self.detail = "failed", f"loading failed: {e}"
+                    self.public_detail = f"loading failed: {type(e).__name__} (the server log says why)"
                 return
             self._set_ready(*loaded)
             log.info("ready")

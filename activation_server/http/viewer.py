@@ -7,7 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 NOT_BUILT = ("The neuron viewer is not built. Build it with `cd neuron_viewer && npm ci && npm run build` "
              "and restart the server; the REST API is at /api/v1 (documentation at /docs).")
@@ -18,13 +21,23 @@ class SpaStaticFiles(StaticFiles):
 
     async def get_response(self, path: str, scope):
         if path == "api" or path.startswith("api/"):
-            raise HTTPException(status_code=404, detail="Not Found")
+            raise _api_miss(scope)
         try:
             return await super().get_response(path, scope)
         except StarletteHTTPException as e:
             if e.status_code != 404:
                 raise
             return await super().get_response("index.html", scope)
+
+
+def _api_miss(scope) -> HTTPException:
+    """405 (with Allow) for an API path that exists with other methods, else 404: the mount at /
+    matches every path, so the router never gets to say 405 itself."""
+    routes = [r for r in getattr(scope.get("app"), "routes", ()) if not isinstance(r, Mount)]
+    allowed = [m for m in _METHODS if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)]
+    if allowed:
+        return HTTPException(status_code=405, detail="Method Not Allowed", headers={"Allow": ", ".join(allowed)})
+    return HTTPException(status_code=404, detail="Not Found")
 
 
 def mount_viewer(app: FastAPI, viewer_dir: Path | None) -> None:

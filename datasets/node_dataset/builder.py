@@ -204,13 +204,13 @@ class NodeDatasetBuilder:
                 layer = spec.layer
                 hooks.append((f"blocks.{layer}.attn.hook_v", lambda x, ctx, layer=layer: stash.__setitem__(layer, x)))
                 hooks.append((spec.capture, lambda x, ctx, layer=layer, state=state:
-                              self._heads(x, stash.pop(layer), layer, state, tokens, row0, rand)))
+                              self._heads(_host(x), _host(stash.pop(layer)), layer, state, tokens, row0, rand)))
             elif spec.kind == SAE_LATENT:
                 sae = self._sae_at[spec.hook_point]
                 hooks.append((spec.hook_point, lambda x, ctx, state=state, sae=sae:
-                              state.update(sae.encode(x), tokens, row0, rand)))
+                              state.update(_host(sae.encode(x)), tokens, row0, rand)))
             else:
-                hooks.append((spec.capture, lambda x, ctx, state=state: state.update(x, tokens, row0, rand)))
+                hooks.append((spec.capture, lambda x, ctx, state=state: state.update(_host(x), tokens, row0, rand)))
         if not any(s.hook_point.startswith("ln_final") for s in self.splices):
             hooks.append(("ln_final.hook_scale", _raise_stop))
         try:
@@ -219,7 +219,7 @@ class NodeDatasetBuilder:
             pass
 
     def _heads(self, pattern, v, layer, state: GroupState, tokens, row0, rand) -> None:  # type: ignore[no-untyped-def]
-        w_o = self.model.h[layer].attn.W_O.detach()  # [H, dh, D]
+        w_o = _host(self.model.h[layer].attn.W_O.detach())  # [H, dh, D]
         if layer not in self._gram:
             self._gram[layer] = w_o @ w_o.transpose(1, 2)  # [H, dh, dh]
         vg = torch.einsum("bkhd,hde->bkhe", v, self._gram[layer])
@@ -401,3 +401,9 @@ def build_node_dataset(model, corpus, store: BlobStore, prefix: str, *, saes: Se
     builder = NodeDatasetBuilder(model, corpus, store, prefix, saes=saes, config=config, model_name=model_name,
                                  progress=progress, on_batch=on_batch)
     return builder.run(resume=resume, overwrite=overwrite)
+
+
+def _host(x):  # type: ignore[no-untyped-def]
+    """Activations as the build state keeps them: float32 on the CPU (a no-op for a float32 CPU
+    model; a model on a GPU or in bfloat16/float16 hands over each batch's activations here)."""
+    return x if x.device.type == "cpu" and x.dtype == torch.float32 else x.float().cpu()

@@ -133,7 +133,7 @@ def test_serve_rejects_a_negative_flag_with_its_name(capsys):
     assert "gather_ms must be >= 0, got -3.0" in capsys.readouterr().err
 
 
-def _children(pid: int) -> list[int]:
+def _direct_children(pid: int) -> list[tuple[int, bytes]]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -141,10 +141,21 @@ def _children(pid: int) -> list[int]:
                 with open(f"/proc/{entry}/stat") as f:
                     if int(f.read().rpartition(")")[2].split()[1]) == pid:
                         with open(f"/proc/{entry}/cmdline", "rb") as c:
-                            if b"spawn_main" in c.read():
-                                out.append(int(entry))
+                            out.append((int(entry), c.read()))
             except OSError:
                 continue
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    """The compute processes of server ``pid``: its children started by multiprocessing's spawn, or
+    the children of its forkserver."""
+    out = []
+    for child, cmdline in _direct_children(pid):
+        if b"spawn_main" in cmdline:
+            out.append(child)
+        elif b"forkserver" in cmdline:
+            out += [grandchild for grandchild, _ in _direct_children(child)]
     return out
 
 

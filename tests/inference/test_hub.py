@@ -1,4 +1,7 @@
-"""Hub downloads against a real local HTTP server (tests/support/hub_server.py)."""
+"""Hub downloads (huggingface_hub under mechscope's retries, checks and errors) against a real local
+HTTP server (tests/support/hub_server.py). The cache is Hugging Face's layout:
+``{cache}/hub/models--{owner}--{name}/{refs,blobs,snapshots}``; huggingface_hub asks for a file's
+metadata (HEAD) before its body (GET)."""
 
 from __future__ import annotations
 
@@ -53,6 +56,17 @@ def _download(hub, tmp_path, filenames, **kwargs):
     return download_hub_files(REPO, filenames, endpoint=hub.url, cache_dir=tmp_path, **kwargs)
 
 
+COMMIT = hashlib.sha1(b"main").hexdigest()   # what the test server calls revision main
+
+
+def _gets(hub, filename: str) -> list:
+    return [r for r in hub.requests_for(REPO, filename) if r.method == "GET"]
+
+
+def _heads(hub, filename: str) -> list:
+    return [r for r in hub.requests_for(REPO, filename) if r.method == "HEAD"]
+
+
 def _cached_files(root) -> list[str]:
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
@@ -73,18 +87,27 @@ def test_url_layout_and_endpoint_from_environment(monkeypatch):
 def test_downloads_files_into_the_cache_layout(hub, tmp_path):
     snapshot = _download(hub, tmp_path, list(FILES), progress=True)
 
-    assert snapshot == tmp_path / "hub" / "owner--tiny-gpt2" / "main"
+    assert snapshot == tmp_path / "hub" / "models--owner--tiny-gpt2" / "snapshots" / COMMIT
     assert snapshot == hub_snapshot_dir(REPO, cache_dir=tmp_path)
     for name, content in FILES.items():
         assert (snapshot / name).read_bytes() == content
-    assert not any(name.endswith(".part") for name in _cached_files(tmp_path))
+    assert not any(name.endswith(".incomplete") for name in _cached_files(tmp_path))
+
+
+def test_a_file_in_the_hugging_face_cache_is_not_downloaded_again(hub, tmp_path):
+    """What transformers (or SAELens) put in the Hugging Face cache is what mechscope reads."""
+    from huggingface_hub import hf_hub_download
+    hf_hub_download(REPO, "config.json", cache_dir=tmp_path / "hub", endpoint=hub.url)
+    seen = len(hub.requests)
+    snapshot = _download(hub, tmp_path, ["config.json"])
+    assert len(hub.requests) == seen and (snapshot / "config.json").read_bytes() == FILES["config.json"]
 
 
 def test_cache_dir_defaults_to_environment_variable(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("MECHSCOPE_CACHE_DIR", str(tmp_path / "env-cache"))
     monkeypatch.setenv("MECHSCOPE_HUB_ENDPOINT", hub.url)
     snapshot = download_hub_files(REPO, ["config.json"], progress=False, retry=FAST_RETRY)
-    assert snapshot == tmp_path / "env-cache" / "hub" / "owner--tiny-gpt2" / "main"
+    assert snapshot == tmp_path / "env-cache" / "hub" / "models--owner--tiny-gpt2" / "snapshots" / COMMIT
     assert (snapshot / "config.json").read_bytes() == FILES["config.json"]
 
 
@@ -93,7 +116,8 @@ def test_second_call_is_served_from_the_cache_without_any_request(hub, tmp_path)
     kwargs = {"optional": ["tokenizer.json"], "alternatives": [("sae.safetensors", "blocks.0.hook_resid_pre/cfg.json")]}
     _download(hub, tmp_path, names, **kwargs)
     seen = len(hub.requests)
-    assert seen == 5  # 2 files + 1 missing optional + 2 alternatives (first missing)
+    assert len([r for r in hub.requests if r.method == "HEAD"]) == 5  # 2 files, 1 missing optional, 2 alternatives
+    assert len([r for r in hub.requests if r.method == "GET"]) == 3
 
     snapshot = _download(hub, tmp_path, names, **kwargs)
 
@@ -109,39 +133,45 @@ def test_cached_files_are_used_when_the_hub_is_unreachable(hub, tmp_path):
     assert (snapshot / "config.json").read_bytes() == FILES["config.json"]
 
 
+BIG = _payload(24 << 20, seed=2)   # over huggingface_hub's 10 MiB write chunk, so a cut leaves bytes to resume from
+
+
 def test_cut_connection_resumes_with_a_range_request(hub, tmp_path):
-    hub.cut_connection(REPO, "model.safetensors", after_bytes=70_000)
+    hub.add_repo(REPO, {"big.safetensors": BIG})
+    hub.cut_connection(REPO, "big.safetensors", after_bytes=15 << 20)
 
-    snapshot = _download(hub, tmp_path, ["model.safetensors"])
+    snapshot = _download(hub, tmp_path, ["big.safetensors"])
 
-    assert (snapshot / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    requests = hub.requests_for(REPO, "model.safetensors")
+    assert (snapshot / "big.safetensors").read_bytes() == BIG
+    requests = _gets(hub, "big.safetensors")
     assert len(requests) == 2
     assert "range" not in requests[0].headers
     resumed_at = int(requests[1].headers["range"].removeprefix("bytes=").rstrip("-"))
-    assert 0 < resumed_at <= 70_000
+    assert 0 < resumed_at <= 15 << 20
 
 
 def test_server_ignoring_range_restarts_from_scratch(hub, tmp_path):
-    hub.cut_connection(REPO, "model.safetensors", after_bytes=50_000)
+    hub.add_repo(REPO, {"big.safetensors": BIG})
+    hub.cut_connection(REPO, "big.safetensors", after_bytes=15 << 20)
     hub.ignore_range_requests()
+
+    snapshot = _download(hub, tmp_path, ["big.safetensors"])
+
+    assert (snapshot / "big.safetensors").read_bytes() == BIG
+    assert "range" in _gets(hub, "big.safetensors")[1].headers
+
+
+def test_partial_file_left_by_an_earlier_run_is_not_used(hub, tmp_path):
+    """huggingface_hub (>= 1.0) downloads into a file unique to the process, so a partial file of an
+    earlier run (or of another version) cannot corrupt the download; it is not resumed either."""
+    blobs = tmp_path / "hub" / "models--owner--tiny-gpt2" / "blobs"
+    blobs.mkdir(parents=True)
+    sha256 = hashlib.sha256(FILES["model.safetensors"]).hexdigest()
+    (blobs / f"{sha256}.incomplete").write_bytes(b"x" * 10_000)
 
     snapshot = _download(hub, tmp_path, ["model.safetensors"])
 
     assert (snapshot / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    assert "range" in hub.requests_for(REPO, "model.safetensors")[1].headers
-
-
-def test_partial_file_left_by_an_earlier_run_is_resumed(hub, tmp_path):
-    snapshot = hub_snapshot_dir(REPO, cache_dir=tmp_path)
-    snapshot.mkdir(parents=True)
-    (snapshot / "model.safetensors.part").write_bytes(FILES["model.safetensors"][:123_456])
-
-    _download(hub, tmp_path, ["model.safetensors"])
-
-    assert (snapshot / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    [request] = hub.requests_for(REPO, "model.safetensors")
-    assert request.headers["range"] == "bytes=123456-"
 
 
 def test_server_errors_are_retried(hub, tmp_path):
@@ -150,17 +180,19 @@ def test_server_errors_are_retried(hub, tmp_path):
     snapshot = _download(hub, tmp_path, ["config.json"])
 
     assert (snapshot / "config.json").read_bytes() == FILES["config.json"]
-    assert len(hub.requests_for(REPO, "config.json")) == 3
+    assert len(_heads(hub, "config.json")) == 3 and len(_gets(hub, "config.json")) == 1
 
 
+@pytest.mark.slow
 def test_persistent_server_errors_raise_download_error(hub, tmp_path):
-    hub.fail(REPO, "config.json", status=503, times=10)
+    """huggingface_hub's own backoff (about 23 s) before the error: one try of ours."""
+    hub.fail(REPO, "config.json", status=503, times=1000)
 
     with pytest.raises(DownloadError, match="503") as caught:
-        _download(hub, tmp_path, ["config.json"])
+        _download(hub, tmp_path, ["config.json"], retry=RetryPolicy())
 
     assert REPO in str(caught.value) and "config.json" in str(caught.value)
-    assert len(hub.requests_for(REPO, "config.json")) == FAST_RETRY.attempts
+    assert len(_heads(hub, "config.json")) > 2 and not _gets(hub, "config.json")   # retried, then given up
 
 
 def test_missing_required_file_raises_checkpoint_error_naming_it(hub, tmp_path):
@@ -170,7 +202,7 @@ def test_missing_required_file_raises_checkpoint_error_naming_it(hub, tmp_path):
     assert isinstance(caught.value, HubFileNotFoundError)
     message = str(caught.value)
     assert "nope.safetensors" in message and REPO in message and "'main'" in message
-    assert len(hub.requests_for(REPO, "nope.safetensors")) == 1  # a 404 is not retried
+    assert len(hub.requests_for(REPO, "nope.safetensors")) == 1  # a 404 is not retried (one HEAD)
 
 
 def test_missing_optional_file_is_fine(hub, tmp_path):
@@ -200,13 +232,13 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_unreachable_hub_raises_download_error_explaining_offline_use(tmp_path):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
 
     with pytest.raises(DownloadError) as caught:
         download_hub_files(
-            REPO, ["config.json", "model.safetensors"], endpoint=endpoint, cache_dir=tmp_path,
-            retry=FAST_RETRY, progress=False,
+            REPO, ["config.json", "model.safetensors"], endpoint=endpoint, cache_dir=tmp_path, progress=False,
         )
 
     message = str(caught.value)
@@ -233,7 +265,7 @@ def test_sha256_mismatch_raises_and_leaves_nothing_in_the_cache(hub, tmp_path):
     with pytest.raises(ChecksumError, match="sha256"):
         _download(hub, tmp_path, ["model.safetensors"])
 
-    assert _cached_files(tmp_path) == []
+    assert not [f for f in _cached_files(tmp_path) if "blobs" in f or "snapshots" in f]
 
 
 @pytest.mark.parametrize(
@@ -282,21 +314,30 @@ def test_lfs_file_behind_a_redirect_is_checked_against_x_linked_etag(hub, tmp_pa
     snapshot = _download(hub, tmp_path / "good", ["model.safetensors"])
 
     assert (snapshot / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    assert [r.path for r in hub.requests] == [
-        "/owner/tiny-gpt2/resolve/main/model.safetensors",
-        "/cdn/owner/tiny-gpt2/resolve/main/model.safetensors",
+    assert [(r.method, r.path) for r in hub.requests] == [
+        ("HEAD", "/owner/tiny-gpt2/resolve/main/model.safetensors"),
+        ("GET", "/cdn/owner/tiny-gpt2/resolve/main/model.safetensors"),
     ]
     hub.set_etag(REPO, "model.safetensors", "f" * 64)
     with pytest.raises(ChecksumError):
         _download(hub, tmp_path / "bad", ["model.safetensors"])
 
 
-def test_partial_file_longer_than_the_remote_file_is_discarded(hub, tmp_path):
-    snapshot = hub_snapshot_dir(REPO, cache_dir=tmp_path)
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json.part").write_bytes(b"x" * 10_000)  # a stale .part of another version
-
+def test_offline_mode_uses_the_cache_and_explains_a_miss(hub, tmp_path):
+    """HF_HUB_OFFLINE=1 (read by huggingface_hub at import: a fresh interpreter): cached files load,
+    an uncached one fails at once, naming the local-directory way out, and nothing reaches the hub."""
+    import subprocess
+    import sys
     _download(hub, tmp_path, ["config.json"])
-
-    assert (snapshot / "config.json").read_bytes() == FILES["config.json"]
-    assert [r.headers.get("range") for r in hub.requests] == ["bytes=10000-", None]
+    seen = len(hub.requests)
+    code = ("import sys\nfrom mechscope.inference.hub import download_hub_files\n"
+            f"s = download_hub_files({REPO!r}, ['config.json'], endpoint={hub.url!r}, cache_dir={str(tmp_path)!r})\n"
+            "print((s / 'config.json').read_text())\n"
+            "try:\n"
+            f"    download_hub_files({REPO!r}, ['model.safetensors'], endpoint={hub.url!r}, cache_dir={str(tmp_path)!r})\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert FILES["config.json"].decode() in out
+    assert "DownloadError" in out and "local directory" in out and "HF_HUB_OFFLINE" in out
+    assert len(hub.requests) == seen

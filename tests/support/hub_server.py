@@ -1,8 +1,10 @@
 """A small, real HTTP server that serves files the way the Hugging Face hub does, for tests.
 
-Files are served at ``/{repo_id}/resolve/{revision}/{filename}`` with ``Content-Length``, an
-``ETag`` holding the file's SHA-256 (as the hub does for LFS files) and single-range ``Range``
-support (206 + ``Content-Range``). Every request is recorded. Faults can be injected per file:
+Files are served at ``/{repo_id}/resolve/{revision}/{filename}`` (GET and HEAD, as
+huggingface_hub asks: metadata first, then the body) with ``Content-Length``, an ``ETag`` holding
+the file's SHA-256 (as the hub does for LFS files), ``X-Repo-Commit`` (a commit hash made from the
+revision name, also on 404s, as the hub sends it) and single-range ``Range`` support (206 +
+``Content-Range``). Every request is recorded. Faults can be injected per file:
 cut the connection after N bytes, answer an HTTP error status the first K times, require a bearer
 token, send a wrong ETag, or ignore ``Range`` headers.
 
@@ -50,6 +52,7 @@ class _State:
     redirected: set[str] = field(default_factory=set)  # URL paths answered with a 302 to /cdn/...
     required_token: str | None = None
     ignore_range: bool = False
+    cdn_url: str = ""   # a second port: another host to a client, as the hub's CDN is
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -70,7 +73,8 @@ class HubServer:
         for repo_id, files in (repos or {}).items():
             self.add_repo(repo_id, files)
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._cdn: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -145,16 +149,21 @@ class HubServer:
     def start(self) -> HubServer:
         handler = type("BoundHubHandler", (_HubHandler,), {"state": self._state})
         self._server = _QuietThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="hub-server", daemon=True)
-        self._thread.start()
+        self._cdn = _QuietThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._state.cdn_url = "http://127.0.0.1:%d" % self._cdn.server_address[1]
+        self._threads = [threading.Thread(target=s.serve_forever, args=(0.02,), name="hub-server", daemon=True)
+                         for s in (self._server, self._cdn)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = self._thread = None
+            for server, thread in zip((self._server, self._cdn), self._threads):
+                server.shutdown()
+                server.server_close()
+                thread.join(timeout=5)
+            self._server = self._cdn = None
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -179,14 +188,22 @@ class _HubHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # keep test output quiet
         pass
 
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
     def do_GET(self) -> None:
+        self._serve("GET")
+
+    def _serve(self, method: str) -> None:
         path = unquote(urlsplit(self.path).path)
+        self._commit = _commit_of(path)
+        self._head = method == "HEAD"
         from_cdn = path.startswith("/cdn/")
         file_path = path.removeprefix("/cdn") if from_cdn else path
         headers = {name.lower(): value for name, value in self.headers.items()}
         state = self.state
         with state.lock:
-            state.requests.append(RecordedRequest("GET", path, headers))
+            state.requests.append(RecordedRequest(method, path, headers))
             content = state.files.get(file_path)
             faults = state.faults.get(file_path, _FileFaults()) if not from_cdn else _FileFaults()
             redirect = file_path in state.redirected and not from_cdn
@@ -197,7 +214,7 @@ class _HubHandler(BaseHTTPRequestHandler):
                 faults.errors_left -= 1
                 error = faults.error_status
             cut_after = None
-            if faults.cuts_left > 0 and content is not None:
+            if faults.cuts_left > 0 and content is not None and method == "GET":
                 faults.cuts_left -= 1
                 cut_after = faults.cut_after_bytes
         if not token_ok:
@@ -205,12 +222,17 @@ class _HubHandler(BaseHTTPRequestHandler):
         if error is not None:
             return self._send_status(error, "Injected failure")
         if content is None:
-            return self._send_status(404, "Entry not found")
+            return self._send_status(404, "Entry not found", error_code="EntryNotFound")
         sha256 = faults.etag or hashlib.sha256(content).hexdigest()
         if redirect:
-            return self._send_redirect(f"/cdn{file_path}", sha256, len(content))
+            return self._send_redirect(f"{state.cdn_url}/cdn{file_path}", sha256, len(content))
         etag = hashlib.md5(content).hexdigest() if from_cdn else sha256
         self._send_file(content, etag, headers, ignore_range, cut_after)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if getattr(self, "_commit", None):
+            self.send_header("X-Repo-Commit", self._commit)
 
     def _send_redirect(self, location: str, sha256: str, size: int) -> None:
         self.send_response(302)
@@ -221,13 +243,16 @@ class _HubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _send_status(self, status: int, message: str) -> None:
+    def _send_status(self, status: int, message: str, error_code: str | None = None) -> None:
         body = message.encode()
         self.send_response(status)
+        if error_code:   # as the hub does, so that huggingface_hub can tell a missing file from a missing repo
+            self.send_header("X-Error-Code", error_code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head:
+            self.wfile.write(body)
 
     def _send_file(
         self, content: bytes, etag: str, headers: dict[str, str], ignore_range: bool, cut_after: int | None
@@ -253,9 +278,20 @@ class _HubHandler(BaseHTTPRequestHandler):
         if partial:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(content)}")
         self.end_headers()
+        if self._head:
+            return
         if cut_after is not None:
             self.wfile.write(body[:cut_after])
             self.wfile.flush()
             self.close_connection = True
             return
         self.wfile.write(body)
+
+
+def _commit_of(path: str) -> str | None:
+    """A stable 40-hex commit hash for the revision in a ``/{repo}/resolve/{revision}/...`` path."""
+    parts = path.removeprefix("/cdn").split("/")
+    if "resolve" not in parts or parts.index("resolve") + 1 >= len(parts):
+        return None
+    revision = parts[parts.index("resolve") + 1]
+    return revision if re.fullmatch(r"[0-9a-f]{40}", revision) else hashlib.sha1(revision.encode()).hexdigest()

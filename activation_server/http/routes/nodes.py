@@ -3,6 +3,8 @@ examples, samples, statistics) from the node datasets."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
@@ -42,7 +44,7 @@ async def node_page(kind: DatasetNodeKind, layer: int = Path(ge=0, le=10_000), i
     names = [dataset] if dataset is not None else sorted(state.datasets)
     if not names:
         raise NodeNotFound("no node datasets are loaded (start the server with --datasets)")
-    key = f"nodes:{kind}:{layer}:{index}:{sae}:{dataset}"
+    key = json.dumps(["nodes", kind, layer, index, sae, dataset])   # sae=None (text) is not None
     if (hit := svc.cache.get(key)) is not None:
         return hit
     page = await anyio.to_thread.run_sync(_find_node, state, names, kind, layer, index, sae)

@@ -406,7 +406,8 @@ export interface paths {
         /**
          * Readyz
          * @description Readiness: 200 once the model and SAEs are loaded, 503 before (or if loading failed, or
-         *     while the compute processes restart after one died).
+         *     while the compute processes restart after one died). Why loading failed (which may name
+         *     local paths) is shown only to callers with the bearer token.
          */
         get: operations["readyz_readyz_get"];
         put?: never;
