@@ -32,3 +32,13 @@ def small_model(small_checkpoint):
 def gpt2_small_shape_checkpoint(tmp_path_factory):
     """(transformers model, directory) with gpt2-small's exact shape and random weights."""
     return _random_hf_checkpoint(tmp_path_factory, "gpt2_small_shape", n_layer=12, n_head=12, n_embd=768)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads_restored():
+    """A test module that sets torch's thread count (e.g. to 1, for exact build comparisons) must
+    not change it for the modules after it: float sums split over a different number of threads
+    round differently, and the golden answers compare bytes."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

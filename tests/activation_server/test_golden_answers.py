@@ -19,6 +19,7 @@ import pytest
 from tests.support.live_server import LiveServer
 
 GOLDEN = Path(__file__).parent / "golden"
+RECORDED_THREADS = 2   # torch threads the answers were recorded with: sums split differently round differently
 RECORD = os.environ.get("MECHSCOPE_RECORD_GOLDEN") == "1"
 
 IOI = "When Mary and John went to the store, John gave a drink to"
@@ -71,6 +72,9 @@ def organism_server(tmp_path_factory):
     from mechscope.inference import load_model
     from tests.support.http_fixtures import make_app
 
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(RECORDED_THREADS)
     model = load_model("organism")
     saes = list(load_organism_saes())
     config = BuildConfig(top_k=4, window=12, window_after=3, random_samples=3, quantile_bins=2, quantile_samples=2,
@@ -78,8 +82,11 @@ def organism_server(tmp_path_factory):
     path = ensure_organism_dataset(tmp_path_factory.mktemp("golden_store"), rows=48, saes=saes, config=config,
                                    progress=False, model=model)
     datasets = {"organism": open_node_dataset(str(path))}
-    with LiveServer(make_app(Engine(model, saes), datasets)) as server:
-        yield server, str(path).encode()
+    try:
+        with LiveServer(make_app(Engine(model, saes), datasets)) as server:
+            yield server, str(path).encode()
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
