@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_LOSS_TOKENS = 64
+MAX_LOSS_TOKENS = 256
 """targets + distractors of one loss: each costs a [batch, positions, vocab]-sized gather and
-backward in a compute process (~200 KB each on GPT-2 small)."""
+backward in a compute process (~200 KB each on GPT-2 small, so ~50 MB at the cap); room for a
+greater-than loss typed by hand (every two-digit year, 00..99, on either side)."""
 MAX_PROMPTS = 256
 MAX_INTERVENTIONS = 1024
 MAX_POSITIONS = 8192
