@@ -19,6 +19,7 @@ AttnSide = Literal["heads", "latents"]
 TraceThrough = Literal["pre", "q", "k", "qk", "v"]
 LossKind = Literal["logit_diff", "log_prob", "kl"]
 Alignment = Literal["end", "start"]
+TotalEffectLN = Literal["frozen", "live"]
 
 NonNegInt = Annotated[int, Field(ge=0)]
 
@@ -106,6 +107,20 @@ class AttributionRequest(Strict):
     alignment: Alignment = "end"
     positions: list[list[int]] | None = Field(
         default=None, description="explicit alignment: positions[i][j] is prompt i's position for shared slot j")
+    # --- issue 23: how the estimated total effect is linearised, and real ablations beside it ---
+    total_effect_ln: TotalEffectLN = Field(
+        default="live", description=(
+            "linearisation point of the estimated total effect (README: Glossary). 'live': the true gradient "
+            "of the loss (attribution patching; the final LayerNorm scale follows the node), the default "
+            "because it ranks nodes the way ablating them does (scripts/eval_attribution.py). 'frozen': "
+            "the final LayerNorm scale held constant (TDB's convention). Direct effects close exactly in "
+            "both modes (they always read the frozen-scale gradient). Traces keep their frozen read point."))
+    exact_top_n: int = Field(
+        default=0, ge=0, le=200, description=(
+            "zero-ablate each of the first N rows of the node table for real (one batched pass, one row per "
+            "node) and report loss(clean) - loss(ablated) as exact_effect beside the estimate (loss "
+            "explanations only; 0: none)"))
+
 
 
 class NodeValues(Strict):
@@ -114,6 +129,8 @@ class NodeValues(Strict):
     direct_effect: float
     total_effect: float
     attention_prob: float | None = None
+    exact_effect: float | None = Field(
+        default=None, description="loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)")
 
 
 class NodeRow(Strict):

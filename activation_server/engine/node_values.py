@@ -27,7 +27,7 @@ from mechscope.inference.hooks import HookContext
 
 from ..schemas import AttributionRequest
 from .node_table import NodeGroup
-from .objective import Objective
+from .objective import Objective, frozen_read_gradient
 from .prompts import PreparedPrompts
 
 if TYPE_CHECKING:
@@ -150,6 +150,8 @@ class PassValues:
     def __post_init__(self) -> None:
         self.valid = self.prepared.mask.bool()                          # [B, N]
         self.g_read = self.grad[self.objective.read_hook]              # [B, N, d_read]
+        if self.objective.live_final_ln:   # direct effects read the frozen-scale gradient
+            self.g_read = frozen_read_gradient(self.acts, self.grad)
 
 
 def node_groups(pv: PassValues, mlp_plan: dict, attn_plan: dict) -> tuple[list[NodeGroup], torch.Tensor]:

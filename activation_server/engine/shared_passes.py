@@ -23,6 +23,7 @@ from mechscope.inference.interventions import OnRows
 
 from ..errors import RequestError
 from ..schemas import AttributionRequest, TraceSpec
+from .exact_effects import AblatedNode, exact_effects
 from .interventions import compile_interventions, validate_node
 from .json_floats import float32_list
 from .node_table import NodeGroup, node_tables, token_summaries
@@ -71,7 +72,7 @@ class _Planned:
 
     def share_key(self) -> tuple:
         return (tuple(sorted(self.mlp_plan.items())), tuple(sorted(self.attn_plan.items())),
-                tuple(self.splice_points))
+                tuple(self.splice_points), self.objective.live_final_ln)
 
 
 def _tokenized(engine: Engine, request: AttributionRequest) -> PreparedPrompts:
@@ -94,10 +95,13 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
 
     interventions = compile_interventions(prepared, [p.interventions for p in request.prompts], model, engine.saes,
                                           engine.reference_activations, clean_source)
-    for_loss = loss_objective(model, prepared, request.loss)
+    for_loss = loss_objective(model, prepared, request.loss, request.total_effect_ln if request.trace is None else "frozen")
     if request.trace is None:
         objective = for_loss
     else:
+        if request.exact_top_n:
+            raise RequestError("exact_top_n measures ablations of the loss: it cannot be used with a trace",
+                               field="exact_top_n")
         validate_node(request.trace.node, model, engine.saes, "trace.node")
         downstream = None
         if request.trace.through == "v":
@@ -129,6 +133,7 @@ class _SharedPass:
     """One forward/backward pass's node tensors for all its members' prompts (``rows[j]``: member
     ``j``'s rows of the batch)."""
 
+    engine: Engine
     members: list[_Planned]
     rows: list[slice]
     prepared: PreparedPrompts
@@ -167,7 +172,7 @@ def _run_shared(engine: Engine, members: list[_Planned]) -> _SharedPass:
     for m, r in zip(members, rows):
         if m.request.trace is None:
             bias_direct[r] += logit_diff_constant(engine.model, m.request.loss)
-    return _SharedPass(members, rows, prepared, logits, scalars, groups, bias_direct)
+    return _SharedPass(engine, members, rows, prepared, logits, scalars, groups, bias_direct)
 
 
 def _shared_passes(engine: Engine, requests: list[AttributionRequest]
@@ -233,6 +238,9 @@ def _answers(shared: _SharedPass) -> list[dict]:
     extra = [loss_token_ids(m.request.loss) for m, r in zip(shared.members, rows) for _ in r]
     preds = predictions(shared.logits, extra)
     tables = node_tables(shared.groups, prepared, [(r, m.request.top_k) for m, r in zip(shared.members, rows)])
+    for m, nodes in zip(shared.members, tables):
+        if m.request.exact_top_n and m.request.trace is None:
+            add_exact_effects(shared.engine, m, nodes[:m.request.exact_top_n])
     scalars, bias_direct = float32_list(torch.stack([shared.scalars, shared.bias_direct]))
     answers = []
     for m, r, nodes in zip(shared.members, rows, tables):
@@ -267,6 +275,20 @@ def answers_many(engine: Engine, requests: list[AttributionRequest]) -> list[dic
 
 def _shared_answers(engine: Engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     return _per_request(engine, requests, _answers)
+
+
+def add_exact_effects(engine: Engine, planned: _Planned, rows: list[dict]) -> None:
+    """Measure the real zero-ablation effect of each node of ``rows`` (node-table rows of one request)
+    in one batched pass and put it beside the estimate, as ``exact_effect`` of each value."""
+    if not rows:
+        return
+    nodes = [AblatedNode.from_row(row) for row in rows]
+    effects = exact_effects(engine, planned.prepared, planned.interventions, planned.splice_points,
+                            planned.request.loss, planned.loss_objective.positions, nodes)
+    for row, measured in zip(rows, float32_list(effects)):
+        for values, x in zip(row["values"], measured):
+            if values is not None:
+                values["exact_effect"] = x
 
 
 def _downstream_gradient(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts, interventions: list,
