@@ -41,10 +41,11 @@ class Objective:
     # token ids whose logits the scalar reads (the pass backpropagates through those columns of the
     # unembedding only); None: it may read them all (a softmax)
     logit_columns: tuple[int, ...] | None = None
-    # live final LayerNorm (issue 23): the pass does not freeze ``ln_final``'s scale, so the gradient
-    # at ``read_hook`` is the true one; direct effects read the frozen-scale gradient instead, computed
+    # the true gradient (issue 23, total_effect_ln='live'): the pass freezes neither ``ln_final``'s
+    # scale nor the SAE errors (they follow their SAE's input, as in a real ablation: see
+    # sae_errors.live_error_hooks); direct effects read the frozen-scale gradient instead, computed
     # from the gradient at ``ln_final.hook_normalized`` (see frozen_read_gradient)
-    live_final_ln: bool = False
+    live: bool = False
 
     def read_logits(self, model, final: torch.Tensor) -> torch.Tensor:
         """The logits ``scalar`` takes, unembedded from ``final`` (the final LayerNorm's output, as
@@ -136,8 +137,9 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor, columns: tuple[int, ...
 
 def loss_objective(model, prepared: PreparedPrompts, loss: LossSpec, ln: str = "frozen") -> Objective:
     """The loss as objective. ``ln`` (the request's ``total_effect_ln``): 'frozen' holds the final
-    LayerNorm scale constant in the pass (every gradient is the frozen-scale one); 'live' leaves it
-    live (total effects use the true gradient) and captures the final LayerNorm's normalised input
+    LayerNorm scale constant in the pass (every gradient is the frozen-scale one, SAE errors are fixed
+    nodes); 'live' leaves it and the SAE errors live (total effects use the true gradient of the
+    model's loss) and captures the final LayerNorm's normalised input
     and scale, from which :func:`frozen_read_gradient` gives direct effects their frozen-scale gradient."""
     n = model.cfg.n_layers
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
@@ -150,7 +152,7 @@ def loss_objective(model, prepared: PreparedPrompts, loss: LossSpec, ln: str = "
         capture=list(FINAL_LN_HOOKS) if live else [], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
         scalar=lambda captured, logits: fn(logits), positions=positions, logit_columns=columns,
-        live_final_ln=live,
+        live=live,
     )
 
 

@@ -72,7 +72,7 @@ class _Planned:
 
     def share_key(self) -> tuple:
         return (tuple(sorted(self.mlp_plan.items())), tuple(sorted(self.attn_plan.items())),
-                tuple(self.splice_points), self.objective.live_final_ln)
+                tuple(self.splice_points), self.objective.live)
 
 
 def _tokenized(engine: Engine, request: AttributionRequest) -> PreparedPrompts:

@@ -1,0 +1,161 @@
+"""Issue 23: the estimated total effect's linearisation point (final LayerNorm scale frozen or live)
+and the exact-ablation column, against independent references on the organism: finite differences
+of real reruns of the model for the live gradient, the request's own intervention path for the
+exact column, and the loss itself for the closure of direct effects."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mechscope.activation_server.engine.engine import Engine
+from mechscope.activation_server.engine.shared_passes import node_tensors
+from mechscope.activation_server.errors import RequestError
+from mechscope.activation_server.schemas import AttributionRequest, NodeIntervention, NodeRef
+from mechscope.autoencoders.organism_saes import load_organism_saes
+from mechscope.inference import load_model
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+IOI_S = "When Mary and John went to the store, Mary gave a drink to"
+LOSS = {"targets": [" Mary"], "distractors": [" John"]}
+GREATER = {"text": "The war lasted from the year 1732 to the year 17"}
+
+
+@pytest.fixture(scope="module")
+def organism():
+    return Engine(load_model("organism"), list(load_organism_saes()))
+
+
+def _request(**kw) -> AttributionRequest:
+    return AttributionRequest.model_validate({"prompts": [{"text": IOI}], "loss": LOSS, **kw})
+
+
+def _direct_sum(t) -> torch.Tensor:
+    return sum(torch.nansum(g.values["direct_effect"].flatten(1), 1) for g in t.groups) + t.bias_direct
+
+
+@pytest.mark.parametrize("ln", ["frozen", "live"])
+@pytest.mark.parametrize("side", ["neurons", "latents"])
+@pytest.mark.parametrize("loss", [LOSS, {"targets": [" Mary", " the"], "distractors": [" John"]}])
+def test_direct_effects_close_exactly_in_both_modes(organism, ln, side, loss):
+    """Σ direct effects + biases = the logit difference (a logit difference is linear in the final
+    residual once the scale is held: that is what direct effects decompose)."""
+    request = _request(total_effect_ln=ln, mlp=side, attention="latents" if side == "latents" else "heads",
+                       loss=loss, prompts=[{"text": IOI}, {"text": IOI_S}])
+    t = node_tensors(organism, request)
+    assert torch.allclose(_direct_sum(t), t.scalars, atol=1e-4), (_direct_sum(t), t.scalars)
+
+
+def test_direct_effects_are_the_same_in_both_modes(organism):
+    """Live mode computes the frozen-scale read gradient analytically; frozen mode gets it from
+    autograd with the scale detached: the two agree node for node."""
+    frozen, live = (node_tensors(organism, _request(total_effect_ln=ln)) for ln in ("frozen", "live"))
+    for a, b in zip(frozen.groups, live.groups):
+        assert torch.allclose(a.values["direct_effect"].nan_to_num(), b.values["direct_effect"].nan_to_num(), atol=1e-5)
+    # ... while the total effects differ (the final LayerNorm scale depends on every node)
+    diff = max(float((a.values["total_effect"] - b.values["total_effect"]).nan_to_num().abs().max())
+               for a, b in zip(frozen.groups, live.groups))
+    assert diff > 1e-2
+
+
+def _rerun_loss(engine, hook: str, index: tuple, factor: float, splices=()) -> float:
+    """The logit difference of a plain rerun of the model with one activation scaled by ``factor``."""
+    from mechscope.activation_server.engine.prompts import prepare_prompts
+    from mechscope.activation_server.schemas import PromptSpec
+    prepared = prepare_prompts([PromptSpec(text=IOI)], engine.model.cfg.n_ctx)
+    mary, john = engine.tokenizer.encode(" Mary")[0], engine.tokenizer.encode(" John")[0]
+
+    def scale(x, ctx):
+        x = x.clone()
+        x[(0, *index)] *= factor
+        return x
+    with torch.no_grad():
+        logits = engine.model(prepared.tokens, fwd_hooks=[(hook, scale)], splices=engine.splices(splices))[0, -1]
+    return float(logits[mary] - logits[john])
+
+
+@pytest.mark.parametrize("side", ["neurons", "latents"])
+def test_live_total_effects_match_finite_differences(organism, side):
+    """activation × ∂loss/∂activation (live mode) = the central difference of the loss when the
+    activation is scaled by 1 ± ε in a real rerun, for the largest nodes of every kind."""
+    request = _request(total_effect_ln="live", mlp=side, attention="latents" if side == "latents" else "heads")
+    t = node_tensors(organism, request)
+    splices = sorted({g.sae for g in t.groups if g.sae})
+    checked, eps = 0, 1e-2
+    for g in t.groups:
+        te = g.values["total_effect"][0].nan_to_num()
+        if g.kind not in ("attn_head", "mlp_neuron", "sae_latent"):
+            continue
+        for flat in te.abs().flatten().topk(2).indices.tolist():
+            index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), te.shape))
+            hook = {"attn_head": f"blocks.{g.layer}.attn.hook_pattern", "mlp_neuron": f"blocks.{g.layer}.mlp.hook_post",
+                    "sae_latent": f"{g.sae}.hook_sae_acts_post"}[g.kind]
+            fd = (_rerun_loss(organism, hook, index, 1 + eps, splices)
+                  - _rerun_loss(organism, hook, index, 1 - eps, splices)) / (2 * eps)
+            assert abs(fd - float(te[index])) <= 2e-3 + 2e-2 * abs(fd), (g.kind, g.layer, index, fd, float(te[index]))
+            checked += 1
+    assert checked >= 8
+
+
+def _loss_with(engine, request: AttributionRequest, prompt: int, node: NodeRef) -> float:
+    """The loss on ``prompt`` with ``node`` zero-ablated, through the request's intervention path."""
+    prompts = [p.model_copy(update={"interventions": [*p.interventions, NodeIntervention(node=node, mode="zero")]})
+               if i == prompt else p for i, p in enumerate(request.prompts)]
+    return engine.attribute(request.model_copy(update={"prompts": prompts, "exact_top_n": 0})).prompts[prompt].loss
+
+
+@pytest.mark.parametrize("side", ["neurons", "latents"])
+def test_exact_effects_equal_real_ablations(organism, side):
+    """The exact column of the first rows = loss(clean) − loss(node zero-ablated), the ablated loss
+    measured by the request's own NodeIntervention path, on each prompt, under the request's own
+    interventions (prompt 1 has one)."""
+    head = NodeRef(kind="attn_head", layer=2, index=1, position=-1)
+    request = _request(prompts=[{"text": IOI}, {"text": IOI, "interventions": [{"node": head.model_dump(), "mode": "zero"}]}],
+                       mlp=side, attention="latents" if side == "latents" else "heads", exact_top_n=8, top_k=5)
+    result = organism.attribute(request)
+    measured = [r for r in result.nodes if any(v is not None and v.exact_effect is not None for v in r.values)]
+    assert len(measured) == 8 and measured == result.nodes[:8]
+    assert all(v is None or v.exact_effect is None for r in result.nodes[8:] for v in r.values)
+    kinds = set()
+    for row in measured:
+        for i, values in enumerate(row.values):
+            if values is None:
+                continue
+            node = NodeRef(kind=row.kind, layer=row.layer, index=row.index, sae=row.sae, position=row.positions[i],
+                           key_position=row.key_positions[i] if row.key_positions else None)
+            expected = result.prompts[i].loss - _loss_with(organism, request, i, node)
+            assert abs(values.exact_effect - expected) <= 1e-4 + 1e-4 * abs(expected), (row.key, i)
+            kinds.add(row.kind)
+    assert len(kinds) >= 2
+
+
+def test_exact_effects_for_a_softmax_loss_and_mean_ablation(organism):
+    """log_prob loss (full unembedding) and mean ablation of the engine's batched function against the
+    intervention path."""
+    from mechscope.activation_server.engine.exact_effects import AblatedNode, exact_effects
+    request = AttributionRequest.model_validate({"prompts": [GREATER], "loss": {"kind": "log_prob", "targets": ["33"]}})
+    t = node_tensors(organism, request)
+    nodes = [AblatedNode("mlp_neuron", 1, 7, None, (5,)), AblatedNode("attn_head", 3, 2, None, (-1 + t.prepared.lengths[0],)),
+             AblatedNode("embedding", None, 0, None, (3,))]
+    got = exact_effects(organism, t.prepared, [], [], request.loss, t.loss_positions, nodes, "mean")[:, 0]
+    clean = float(t.scalars[0])
+    for n, x in zip(nodes, got.tolist()):
+        node = NodeRef(kind=n.kind, layer=n.layer, index=n.index, position=n.positions[0])
+        prompt = request.prompts[0].model_copy(update={"interventions": [NodeIntervention(node=node, mode="mean")]})
+        ablated = organism.attribute(request.model_copy(update={"prompts": [prompt]})).prompts[0].loss
+        assert abs(x - (clean - ablated)) <= 1e-4, n
+
+
+def test_exact_top_n_needs_a_loss_explanation(organism):
+    with pytest.raises(RequestError) as e:
+        organism.attribute(_request(exact_top_n=5, trace={"node": {"kind": "mlp_neuron", "layer": 2, "index": 5,
+                                                                   "position": -1}, "through": "pre"}))
+    assert e.value.field == "exact_top_n"
+
+
+def test_modes_do_not_share_a_pass(organism):
+    """A frozen and a live request answered together equal each answered alone."""
+    frozen, live = _request(total_effect_ln="frozen", top_k=5), _request(total_effect_ln="live", top_k=5)
+    together = organism.attribute_many([frozen, live])
+    assert together[0] == organism.attribute(frozen) and together[1] == organism.attribute(live)
+    assert together[0].nodes != together[1].nodes
