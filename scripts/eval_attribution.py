@@ -30,13 +30,15 @@ from tqdm import tqdm
 
 from mechscope.activation_server.engine.engine import Engine
 from mechscope.activation_server.engine.exact_effects import AblatedNode, exact_effects
-from mechscope.activation_server.engine.shared_passes import node_tensors
+from mechscope.activation_server.engine.qk_correction import qk_corrections
+from mechscope.activation_server.engine.shared_passes import node_tensors, plan_request
 from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
 from mechscope.autoencoders.organism_saes import load_organism_saes
 from mechscope.datasets.task_suite import TaskSuite
 from mechscope.inference import gpt2_tokenizer, load_model
 
 MODES = ("frozen", "live")
+ESTIMATES = (*MODES, "live_qk")   # live_qk: live + AtP*'s softmax correction (engine/qk_correction.py)
 KINDS = ("heads", "neurons", "latents")
 
 
@@ -88,7 +90,7 @@ def estimates(engine: Engine, spec: PromptSpec, loss: LossSpec, kind: str):
                 found += [AblatedNode(g.kind, g.layer, i, g.sae, (p,)) for p in range(te.shape[0])
                           for i in range(te.shape[1])]
         out[mode], nodes = torch.cat(values).nan_to_num(), found
-    return out, nodes, t
+    return out, nodes, t, request
 
 
 def true_effects(engine: Engine, t, loss: LossSpec, nodes: list[AblatedNode], mode: str, chunk: int = 256) -> torch.Tensor:
@@ -125,12 +127,16 @@ def evaluate(engine: Engine, prompts: dict, top: int, pool_size: int) -> dict:
     cells: dict[tuple, list[dict]] = defaultdict(list)
     jobs = [(task, spec, loss, kind) for task, pairs in prompts.items() for spec, loss in pairs for kind in KINDS]
     for task, spec, loss, kind in tqdm(jobs, desc="prompts x node kinds"):
-        est, nodes, t = estimates(engine, spec, loss, kind)
+        est, nodes, t, live_request = estimates(engine, spec, loss, kind)
         if kind == "heads":
             pool = torch.arange(len(nodes))
         else:
             pool = torch.cat([e.abs().topk(min(pool_size, len(e))).indices for e in est.values()]).unique()
         picked = [nodes[int(i)] for i in pool]
+        # the softmax correction for the pool (the rest keep their live estimate)
+        corrected = est["live"].clone()
+        corrected[pool] += qk_corrections(engine, plan_request(engine, live_request), picked)[:, 0].nan_to_num()
+        est["live_qk"] = corrected
         for ablation in ("zero", "mean"):
             true = true_effects(engine, t, loss, picked, ablation)
             for mode, e in est.items():

@@ -111,6 +111,11 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
     return _Planned(request, prepared, interventions, for_loss, objective, mlp_plan, attn_plan, splice_points)
 
 
+def plan_request(engine: Engine, request: AttributionRequest) -> _Planned:
+    """One request planned alone (its own width): for passes beside the node table's."""
+    return _plan(engine, request, _tokenized(engine, request))
+
+
 def _shared_objective(members: list[_Planned], rows: list[slice]) -> Objective:
     """One Objective for a shared pass: every member's scalar on its own rows. Only loss explanations
     are shared, and those differ only in their scalar, positions and the logits they read."""
