@@ -332,6 +332,12 @@ export interface components {
              * @enum {string}
              */
             attention?: "heads" | "latents";
+            /**
+             * Exact Top N
+             * @description zero-ablate each of the first N rows of the node table for real (one batched pass, one row per node) and report loss(clean) - loss(ablated) as exact_effect beside the estimate (loss explanations only; 0: none)
+             * @default 0
+             */
+            exact_top_n?: number;
             loss: components["schemas"]["LossSpec"];
             /**
              * Mlp
@@ -351,6 +357,13 @@ export interface components {
              * @default 20
              */
             top_k?: number;
+            /**
+             * Total Effect Ln
+             * @description linearisation point of the estimated total effect (README: Glossary). 'live': the true gradient of the loss (attribution patching; the final LayerNorm scale follows the node), the default because it ranks nodes the way ablating them does (scripts/eval_attribution.py). 'frozen': the final LayerNorm scale held constant (TDB's convention). Direct effects close exactly in both modes (they always read the frozen-scale gradient). Traces keep their frozen read point.
+             * @default live
+             * @enum {string}
+             */
+            total_effect_ln?: "frozen" | "live";
             trace?: components["schemas"]["TraceSpec"] | null;
         };
         /** AttributionResult */
@@ -848,6 +861,11 @@ export interface components {
             attention_prob?: number | null;
             /** Direct Effect */
             direct_effect: number;
+            /**
+             * Exact Effect
+             * @description loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)
+             */
+            exact_effect?: number | null;
             /** Total Effect */
             total_effect: number;
             /** Write Magnitude */
