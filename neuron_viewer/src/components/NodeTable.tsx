@@ -14,6 +14,11 @@ export const METRIC_LABELS: Record<Metric, string> = {
   total_effect: "total",
 };
 
+/** Which estimate the "total" column shows (the server's default total_effect_ln, README: Glossary). */
+export const TOTAL_EFFECT_NOTE =
+  " — estimated total effect linearised at the live final LayerNorm (the true gradient, attribution patching):" +
+  " it ranks nodes the way ablating them does, better than the frozen-scale estimate (scripts/eval_attribution.py)";
+
 export type NodeAction =
   | { type: "ablate"; mode: "zero" | "mean" | "resample" }
   | { type: "patch" }
@@ -103,7 +108,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
     return (
       <button key={`${metric}.${side}`} className={`nt-cell nt-num nt-head${active ? " active" : ""}`} role="columnheader"
         aria-sort={active ? (sort.desc ? "descending" : "ascending") : "none"} data-sort={`${metric}.${side}`}
-        onClick={() => onSort(next)} title={`sort by ${metric.replace("_", " ")} (${side})`}>
+        onClick={() => onSort(next)} title={`sort by ${metric.replace("_", " ")} (${side})${metric === "total_effect" ? TOTAL_EFFECT_NOTE : ""}`}>
         {METRIC_LABELS[metric]}{comparing ? ` ${side === "diff" ? "Δ" : side === "left" ? "L" : "R"}` : ""}
         {active ? (sort.desc ? " ▼" : " ▲") : ""}
       </button>
