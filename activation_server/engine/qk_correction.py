@@ -9,7 +9,7 @@ but writes into the residual stream, so for each node ``n`` (write vector ``w`` 
 and each later attention layer the correction replaces the first-order term of the direct path
 ``n → query/key of that layer's heads → pattern`` by the exact softmax:
 
-    Δq_p, Δk_p = (LN1's Jacobian at p applied to −w) W_Q, W_K        (still linear through LN1)
+    Δq_p, Δk_p = (LN1(x_p − w) − LN1(x_p)) W_Q, W_K           (LayerNorm recomputed exactly)
     scores' = scores with row p recomputed from q_p + Δq_p and column p from k_p + Δk_p
     correction = Σ_heads ⟨g_pattern, softmax(scores') − pattern⟩ − ⟨g_scores, Δscores (first order)⟩
 
@@ -102,30 +102,44 @@ def _layer_correction(model, acts: dict, grad: dict, layer: int, b: int, delta: 
                       ) -> torch.Tensor:
     """``[n]``: exact-softmax minus first-order effect, through ``layer``'s queries and keys, of
     adding ``delta[j]`` ``[n, d]`` to the residual entering ``layer`` at position ``pos[j]``."""
-    p, attn = f"blocks.{layer}", model.h[layer].attn
+    p = f"blocks.{layer}"
+    pattern, g_pattern = acts[f"{p}.attn.hook_pattern"][b], grad[f"{p}.attn.hook_pattern"][b]    # [H, Q, K]
+    g_scores = pattern * (g_pattern - (pattern * g_pattern).sum(-1, keepdim=True))   # softmax's backward
+    d_linear, new_pattern = pattern_change(model, acts, layer, b, delta, pos)
+    linear = (g_scores * d_linear).sum((1, 2, 3))
+    exact = (g_pattern * (new_pattern - pattern)).sum((1, 2, 3))
+    return exact - linear
+
+
+def pattern_change(model, acts: dict, layer: int, b: int, delta: torch.Tensor, pos: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``delta[j]`` added to the residual entering ``layer`` at ``pos[j]`` (its queries' and keys'
+    input only): the first-order change of the attention scores ``[n, H, Q, K]`` (through LayerNorm's
+    Jacobian, as the gradient sees it) and the new pattern ``[n, H, Q, K]`` (LayerNorm, scores and
+    softmax recomputed exactly)."""
+    p, block = f"blocks.{layer}", model.h[layer]
+    attn, ln = block.attn, block.ln_1
     x_hat = acts[f"{p}.ln1.hook_normalized"][b, pos]                       # [n, d]
     scale = acts[f"{p}.ln1.hook_scale"][b, pos]                           # [n, 1]
     centred = delta - delta.mean(-1, keepdim=True)
-    d_hat = (centred - x_hat * (x_hat * centred).mean(-1, keepdim=True)) / scale   # LayerNorm's Jacobian
-    d_ln = d_hat * model.h[layer].ln_1.weight
-    dq = torch.einsum("nd,hde->nhe", d_ln, attn.W_Q)                    # [n, H, dh]
-    dk = torch.einsum("nd,hde->nhe", d_ln, attn.W_K)
+    lin_hat = (centred - x_hat * (x_hat * centred).mean(-1, keepdim=True)) / scale   # LayerNorm's Jacobian
+    new_centred = x_hat * scale + centred
+    new_hat = new_centred / (new_centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
     q, k = acts[f"{p}.attn.hook_q"][b], acts[f"{p}.attn.hook_k"][b]      # [N, H, dh]
-    scores, pattern = acts[f"{p}.attn.hook_attn_scores"][b], acts[f"{p}.attn.hook_pattern"][b]   # [H, Q, K]
-    g_pattern = grad[f"{p}.attn.hook_pattern"][b]
-    g_scores = pattern * (g_pattern - (pattern * g_pattern).sum(-1, keepdim=True))
-    root = math.sqrt(q.shape[-1])
-    n, N = len(pos), q.shape[0]
+    scores = acts[f"{p}.attn.hook_attn_scores"][b]                        # [H, Q, K], -inf where masked
+    root, n = math.sqrt(q.shape[-1]), len(pos)
     rows = torch.arange(n)
-    # first-order change of the scores: row p gets Δq_p·k, column p gets q·Δk_p
-    row_lin = torch.einsum("nhe,khe->nhk", dq, k) / root                  # [n, H, K]
-    col_lin = torch.einsum("qhe,nhe->nhq", q, dk) / root                  # [n, H, Q]
-    d_scores = torch.zeros(n, *scores.shape)
-    d_scores[rows, :, pos, :] += row_lin
-    d_scores[rows, :, :, pos] += col_lin
-    linear = (g_scores * d_scores.nan_to_num()).sum((1, 2, 3))
-    # exact: the second-order term Δq_p·Δk_p at (p, p) too, then the softmax itself
-    d_scores[rows, :, pos, pos] += (dq * dk).sum(-1) / root
-    new_pattern = torch.softmax(scores + d_scores, dim=-1).nan_to_num()
-    exact = (g_pattern * (new_pattern - pattern)).sum((1, 2, 3))
-    return exact - linear
+
+    def score_change(d_hat: torch.Tensor, cross: bool) -> torch.Tensor:
+        d_ln = d_hat * ln.weight
+        dq, dk = torch.einsum("nd,hde->nhe", d_ln, attn.W_Q), torch.einsum("nd,hde->nhe", d_ln, attn.W_K)
+        d = torch.zeros(n, *scores.shape)
+        d[rows, :, pos, :] += torch.einsum("nhe,khe->nhk", dq, k) / root      # row p: Δq_p · k
+        d[rows, :, :, pos] += torch.einsum("qhe,nhe->nhq", q, dk) / root      # column p: q · Δk_p
+        if cross:
+            d[rows, :, pos, pos] += (dq * dk).sum(-1) / root                 # Δq_p · Δk_p
+        return d
+
+    d_linear = score_change(lin_hat, cross=False)
+    new_pattern = torch.softmax(scores + score_change(new_hat - x_hat, cross=True), dim=-1).nan_to_num()
+    return torch.where(scores.isinf(), 0.0, d_linear), new_pattern

@@ -159,3 +159,47 @@ def test_modes_do_not_share_a_pass(organism):
     together = organism.attribute_many([frozen, live])
     assert together[0] == organism.attribute(frozen) and together[1] == organism.attribute(live)
     assert together[0].nodes != together[1].nodes
+
+
+def test_softmax_correction_recomputes_the_pattern_a_rerun_gives(organism):
+    """AtP*'s correction: the pattern it recomputes for a node removed from a later layer's queries
+    and keys equals the pattern of a real rerun with exactly that removed (the node's write
+    subtracted from ``hook_q_input`` / ``hook_k_input`` at its position, values untouched); and its
+    first-order score change is the rerun's central difference for a small removal (± ε)."""
+    from mechscope.activation_server.engine.exact_effects import AblatedNode
+    from mechscope.activation_server.engine.qk_correction import _layer_hooks, _write, pattern_change
+    from mechscope.activation_server.engine.shared_passes import plan_request
+    from mechscope.activation_server.engine.node_values import forward_backward
+    import dataclasses
+    planned = plan_request(organism, _request())
+    prepared, model = planned.prepared, organism.model
+    objective = dataclasses.replace(planned.loss_objective, capture=[h for layer in range(4) for h in _layer_hooks(layer)])
+    _, _, acts, _ = forward_backward(organism, prepared, [], objective, planned.mlp_plan, planned.attn_plan, [],
+                                     planned.loss_objective.positions)
+    nodes = [AblatedNode("mlp_neuron", 0, 126, None, (3,)), AblatedNode("attn_head", 1, 2, None, (7,))]
+    for node in nodes:
+        w = _write(organism, acts, node, 0)
+        layer, pos = node.layer + 1, node.positions[0]
+
+        def rerun(scale: float) -> torch.Tensor:
+            def remove(x, ctx):
+                x = x.clone()
+                x[0, pos] -= scale * w
+                return x
+            hooks = [(f"blocks.{layer}.hook_{s}_input", remove) for s in "qk"]
+            _, cache = model.run_with_cache(prepared.tokens, names=[f"blocks.{layer}.attn.hook_pattern",
+                                                                    f"blocks.{layer}.attn.hook_attn_scores"],
+                                            fwd_hooks=hooks)
+            return cache[f"blocks.{layer}.attn.hook_pattern"][0], cache[f"blocks.{layer}.attn.hook_attn_scores"][0]
+
+        _, new_pattern = pattern_change(model, acts, layer, 0, -w[None], torch.tensor([pos]))
+        true_pattern, _ = rerun(1.0)
+        assert torch.allclose(new_pattern[0], true_pattern, atol=2e-5), (node, (new_pattern[0] - true_pattern).abs().max())
+        eps = 0.05    # central difference: error O(ε³)
+        d_linear, _ = pattern_change(model, acts, layer, 0, -eps * w[None], torch.tensor([pos]))
+        (_, up), (_, down) = rerun(eps), rerun(-eps)
+        clean = acts[f"blocks.{layer}.attn.hook_attn_scores"][0]
+        finite = torch.where(clean.isinf(), 0.0, (up - down) / 2)
+        assert float(finite.abs().max()) > 1e-3
+        assert torch.allclose(d_linear[0], finite, atol=1e-2 * float(finite.abs().max())), \
+            (d_linear[0] - finite).abs().max()
