@@ -5,7 +5,9 @@
 Pearson correlations between the estimate and the true zero- and mean-ablation effects over the
 estimate's own top 50 nodes (by |estimate|: the rows a researcher would ablate), and the
 false-negative rate (a node whose true effect is among the top 10 while its estimate ranks
-outside the top 50).
+outside the top 50). ``live_qk``: the live estimate plus AtP*'s attention-softmax correction
+(engine/qk_correction.py); ``live+graddrop``: false negatives when a node counts as found in the live
+top 50 *or* the GradDrop top 50 (engine/graddrop.py; its correlations are the live estimate's).
 
     python scripts/eval_attribution.py [--prompts 3] [--top 50] [--pool 200] [--threads 2] [--json out.json]
 
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from mechscope.activation_server.engine.engine import Engine
 from mechscope.activation_server.engine.exact_effects import AblatedNode, exact_effects
+from mechscope.activation_server.engine.graddrop import dropped_estimates, graddrop_score
 from mechscope.activation_server.engine.qk_correction import qk_corrections
 from mechscope.activation_server.engine.shared_passes import node_tensors, plan_request
 from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
@@ -93,6 +96,18 @@ def estimates(engine: Engine, spec: PromptSpec, loss: LossSpec, kind: str):
     return out, nodes, t, request
 
 
+def graddrop(engine: Engine, planned, kind: str) -> torch.Tensor:
+    """The GradDrop score of every node of ``kind``, in :func:`estimates`' order."""
+    values = []
+    for g in dropped_estimates(engine, planned):
+        d = g.values["dropped"][:, 0]                                   # [L, *shape]
+        if kind == "heads" and g.kind == "attn_head":
+            values.append(graddrop_score(d.nan_to_num().sum(-1), g.layer).flatten())
+        elif (kind, g.kind) in (("neurons", "mlp_neuron"), ("latents", "sae_latent")):
+            values.append(graddrop_score(d, g.layer).flatten())
+    return torch.cat(values).nan_to_num()
+
+
 def true_effects(engine: Engine, t, loss: LossSpec, nodes: list[AblatedNode], mode: str, chunk: int = 256) -> torch.Tensor:
     splice = sorted({g.sae for g in t.groups if g.sae})
     parts = [exact_effects(engine, t.prepared, [], splice, loss, t.loss_positions, nodes[i:i + chunk], mode)[:, 0]
@@ -110,11 +125,21 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / d) if d > 0 else float("nan")
 
 
-def cell_metrics(estimate: torch.Tensor, pool: torch.Tensor, true: torch.Tensor, top: int) -> dict:
-    """``estimate`` over all nodes; ``true`` over the node indices ``pool``."""
-    order = estimate.abs().argsort(descending=True)
+def _ranks(score: torch.Tensor) -> torch.Tensor:
+    order = score.abs().argsort(descending=True)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
+    return rank
+
+
+def cell_metrics(estimate: torch.Tensor, pool: torch.Tensor, true: torch.Tensor, top: int,
+                 also: torch.Tensor | None = None) -> dict:
+    """``estimate`` over all nodes; ``true`` over the node indices ``pool``. ``also``: a second
+    score (GradDrop) whose top ``top`` count as found too (false-negative rate only)."""
+    order = estimate.abs().argsort(descending=True)
+    rank = _ranks(estimate)
+    if also is not None:
+        rank = torch.minimum(rank, _ranks(also))
     where = {int(n): i for i, n in enumerate(pool)}
     chosen = [int(n) for n in order[:top]]
     est, tru = estimate[chosen], true[[where[n] for n in chosen]]
@@ -135,20 +160,25 @@ def evaluate(engine: Engine, prompts: dict, top: int, pool_size: int) -> dict:
         picked = [nodes[int(i)] for i in pool]
         # the softmax correction for the pool (the rest keep their live estimate)
         corrected = est["live"].clone()
-        corrected[pool] += qk_corrections(engine, plan_request(engine, live_request), picked)[:, 0].nan_to_num()
+        planned = plan_request(engine, live_request)
+        corrected[pool] += qk_corrections(engine, planned, picked)[:, 0].nan_to_num()
         est["live_qk"] = corrected
+        drop = graddrop(engine, planned, kind)
         for ablation in ("zero", "mean"):
             true = true_effects(engine, t, loss, picked, ablation)
             for mode, e in est.items():
                 cells[(task, kind, mode, ablation)].append(cell_metrics(e, pool, true, top))
+            # GradDrop: a node is found when it is in the live top 50 or the GradDrop top 50
+            found = cell_metrics(est["live"], pool, true, top, also=drop)
+            cells[(task, kind, "live+graddrop", ablation)].append(found)
     return {key: {m: sum(c[m] for c in runs) / len(runs) for m in runs[0]} | {"prompts": len(runs)}
             for key, runs in cells.items()}
 
 
 def print_table(results: dict) -> None:
-    print(f"{'task':<13}{'kind':<9}{'estimate':<9}{'ablation':<9}{'spearman':>9}{'pearson':>9}{'FN rate':>9}")
+    print(f"{'task':<13}{'kind':<9}{'estimate':<15}{'ablation':<9}{'spearman':>9}{'pearson':>9}{'FN rate':>9}")
     for (task, kind, mode, ablation), m in sorted(results.items()):
-        print(f"{task:<13}{kind:<9}{mode:<9}{ablation:<9}{m['spearman']:>9.3f}{m['pearson']:>9.3f}"
+        print(f"{task:<13}{kind:<9}{mode:<15}{ablation:<9}{m['spearman']:>9.3f}{m['pearson']:>9.3f}"
               f"{m['false_negatives']:>9.2f}")
 
 

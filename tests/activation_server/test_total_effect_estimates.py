@@ -203,3 +203,46 @@ def test_softmax_correction_recomputes_the_pattern_a_rerun_gives(organism):
         assert float(finite.abs().max()) > 1e-3
         assert torch.allclose(d_linear[0], finite, atol=1e-2 * float(finite.abs().max())), \
             (d_linear[0] - finite).abs().max()
+
+
+def test_graddrop_estimates_match_reruns_with_a_layer_frozen(organism):
+    """GradDrop's estimate with layer l's gradient dropped = the central difference of a real rerun
+    in which the node is scaled by 1 ± ε while layer l's attention and MLP outputs are held at their
+    clean values (every path through layer l cut)."""
+    from mechscope.activation_server.engine.graddrop import dropped_estimates, graddrop_scores
+    from mechscope.activation_server.engine.shared_passes import plan_request
+    request = _request(total_effect_ln="live")
+    planned = plan_request(organism, request)
+    groups = dropped_estimates(organism, planned)
+    neurons = next(g for g in groups if g.kind == "mlp_neuron" and g.layer == 0)
+    live = node_tensors(organism, request)
+    live_neurons = next(g for g in live.groups if g.kind == "mlp_neuron" and g.layer == 0)
+    pos, index = divmod(int(live_neurons.values["total_effect"][0].abs().flatten().argmax()), live_neurons.shape[1])
+    held = [f"blocks.{layer}.hook_{s}_out" for layer in range(4) for s in ("attn", "mlp")]
+    _, cache = organism.model.run_with_cache(planned.prepared.tokens, names=held)
+    mary, john = organism.tokenizer.encode(" Mary")[0], organism.tokenizer.encode(" John")[0]
+
+    def loss(factor: float, frozen_layer: int) -> float:
+        def scale(x, ctx):
+            x = x.clone()
+            x[0, pos, index] *= factor
+            return x
+
+        def hold(x, ctx):
+            return cache[ctx.name]
+        hooks = [("blocks.0.mlp.hook_post", scale)] + [(f"blocks.{frozen_layer}.hook_{s}_out", hold) for s in ("attn", "mlp")]
+        with torch.no_grad():
+            logits = organism.model(planned.prepared.tokens, fwd_hooks=hooks)[0, -1]
+        return float(logits[mary] - logits[john])
+
+    eps = 1e-2
+    for layer in (1, 2, 3):
+        fd = (loss(1 + eps, layer) - loss(1 - eps, layer)) / (2 * eps)
+        got = float(neurons.values["dropped"][layer, 0, pos, index])
+        assert abs(got - fd) <= 2e-3 + 2e-2 * abs(fd), (layer, got, fd)
+    # dropping layer 0's gradient cuts the neuron's own output: nothing reaches the loss
+    assert float(neurons.values["dropped"][0, 0, pos, index]) == 0.0
+    # the score: mean |dropped| over the other layers
+    score = next(g for g in graddrop_scores(organism, planned) if g.kind == "mlp_neuron" and g.layer == 0)
+    expected = neurons.values["dropped"][1:, 0, pos, index].abs().mean()
+    assert torch.isclose(score.values["graddrop"][0, pos, index], expected)
