@@ -120,6 +120,12 @@ class AttributionRequest(Strict):
             "zero-ablate each of the first N rows of the node table for real (one batched pass, one row per "
             "node) and report loss(clean) - loss(ablated) as exact_effect beside the estimate (loss "
             "explanations only; 0: none)"))
+    graddrop: bool = Field(
+        default=False, description=(
+            "also give each row its GradDrop score (AtP*): the mean over the other layers of |estimate with that "
+            "layer's gradient dropped|; a row whose score is much larger than |total_effect| has paths that "
+            "cancel, and its estimate may understate what ablating it does (loss explanations only; one more "
+            "batched pass of n_layers rows per prompt)"))
 
 
 
@@ -131,6 +137,7 @@ class NodeValues(Strict):
     attention_prob: float | None = None
     exact_effect: float | None = Field(
         default=None, description="loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)")
+    graddrop: float | None = Field(default=None, description="GradDrop score (requests with graddrop only)")
 
 
 class NodeRow(Strict):

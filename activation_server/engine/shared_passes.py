@@ -24,6 +24,7 @@ from mechscope.inference.interventions import OnRows
 from ..errors import RequestError
 from ..schemas import AttributionRequest, TraceSpec
 from .exact_effects import AblatedNode, exact_effects
+from .graddrop import graddrop_scores
 from .interventions import compile_interventions, validate_node
 from .json_floats import float32_list
 from .node_table import NodeGroup, node_tables, token_summaries
@@ -99,9 +100,9 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
     if request.trace is None:
         objective = for_loss
     else:
-        if request.exact_top_n:
-            raise RequestError("exact_top_n measures ablations of the loss: it cannot be used with a trace",
-                               field="exact_top_n")
+        for field in ("exact_top_n", "graddrop"):
+            if getattr(request, field):
+                raise RequestError(f"{field} measures effects on the loss: it cannot be used with a trace", field=field)
         validate_node(request.trace.node, model, engine.saes, "trace.node")
         downstream = None
         if request.trace.through == "v":
@@ -246,6 +247,8 @@ def _answers(shared: _SharedPass) -> list[dict]:
     for m, nodes in zip(shared.members, tables):
         if m.request.exact_top_n and m.request.trace is None:
             add_exact_effects(shared.engine, m, nodes[:m.request.exact_top_n])
+        if m.request.graddrop and m.request.trace is None:
+            add_graddrop(shared.engine, m, nodes)
     scalars, bias_direct = float32_list(torch.stack([shared.scalars, shared.bias_direct]))
     answers = []
     for m, r, nodes in zip(shared.members, rows, tables):
@@ -294,6 +297,24 @@ def add_exact_effects(engine: Engine, planned: _Planned, rows: list[dict]) -> No
         for values, x in zip(row["values"], measured):
             if values is not None:
                 values["exact_effect"] = x
+
+
+def add_graddrop(engine: Engine, planned: _Planned, rows: list[dict]) -> None:
+    """Give each value of ``rows`` (one request's node table) its GradDrop score, as ``graddrop``."""
+    groups = {(g.kind, g.layer, g.sae): g.values["graddrop"] for g in graddrop_scores(engine, planned)}
+    spots, where = [], []
+    for row in rows:
+        scores = groups[(row["kind"], row["layer"], row["sae"])]
+        for i, values in enumerate(row["values"]):
+            if values is None:
+                continue
+            q = row["positions"][i]
+            at = ((row["index"], q, row["key_positions"][i]) if row["kind"] == "attn_head"
+                  else (q, row["index"]) if row["kind"] in ("mlp_neuron", "sae_latent") else (q,))
+            spots.append(values)
+            where.append(scores[(i, *at)])
+    for values, x in zip(spots, float32_list(torch.stack(where)) if where else []):
+        values["graddrop"] = x
 
 
 def _downstream_gradient(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts, interventions: list,

@@ -246,3 +246,31 @@ def test_graddrop_estimates_match_reruns_with_a_layer_frozen(organism):
     score = next(g for g in graddrop_scores(organism, planned) if g.kind == "mlp_neuron" and g.layer == 0)
     expected = neurons.values["dropped"][1:, 0, pos, index].abs().mean()
     assert torch.isclose(score.values["graddrop"][0, pos, index], expected)
+
+
+@pytest.mark.parametrize("side", ["neurons", "latents"])
+def test_graddrop_scores_reach_every_row_of_the_table(organism, side):
+    """graddrop=True: every value of every row carries its node's GradDrop score (the row's node
+    located in the score tensors as the table located it: heads by (head, query, key), neurons and
+    latents by (position, index), embeddings and errors by position), on each prompt."""
+    from mechscope.activation_server.engine.graddrop import graddrop_scores
+    from mechscope.activation_server.engine.shared_passes import plan_request
+    request = _request(graddrop=True, top_k=5, mlp=side, attention="latents" if side == "latents" else "heads",
+                       prompts=[{"text": IOI}, {"text": IOI_S}])
+    result = organism.attribute(request)
+    scores = {(g.kind, g.layer, g.sae): g.values["graddrop"]
+              for g in graddrop_scores(organism, plan_request(organism, request))}
+    kinds = set()
+    for row in result.nodes:
+        for i, values in enumerate(row.values):
+            assert values is not None and values.graddrop is not None
+            q = row.positions[i]
+            at = ((row.index, q, row.key_positions[i]) if row.kind == "attn_head"
+                  else (q, row.index) if row.kind in ("mlp_neuron", "sae_latent") else (q,))
+            assert abs(values.graddrop - float(scores[(row.kind, row.layer, row.sae)][(i, *at)])) <= 1e-5
+            kinds.add(row.kind)
+    assert len(kinds) >= 3
+    with pytest.raises(RequestError) as e:
+        organism.attribute(_request(graddrop=True, trace={"node": {"kind": "mlp_neuron", "layer": 2, "index": 5,
+                                                                   "position": -1}, "through": "pre"}))
+    assert e.value.field == "graddrop"

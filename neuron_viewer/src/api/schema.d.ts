@@ -338,6 +338,12 @@ export interface components {
              * @default 0
              */
             exact_top_n?: number;
+            /**
+             * Graddrop
+             * @description also give each row its GradDrop score (AtP*): the mean over the other layers of |estimate with that layer's gradient dropped|; a row whose score is much larger than |total_effect| has paths that cancel, and its estimate may understate what ablating it does (loss explanations only; one more batched pass of n_layers rows per prompt)
+             * @default false
+             */
+            graddrop?: boolean;
             loss: components["schemas"]["LossSpec"];
             /**
              * Mlp
@@ -866,6 +872,11 @@ export interface components {
              * @description loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)
              */
             exact_effect?: number | null;
+            /**
+             * Graddrop
+             * @description GradDrop score (requests with graddrop only)
+             */
+            graddrop?: number | null;
             /** Total Effect */
             total_effect: number;
             /** Write Magnitude */
