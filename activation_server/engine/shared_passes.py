@@ -96,7 +96,8 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
 
     interventions = compile_interventions(prepared, [p.interventions for p in request.prompts], model, engine.saes,
                                           engine.reference_activations, clean_source)
-    for_loss = loss_objective(model, prepared, request.loss, request.total_effect_ln if request.trace is None else "frozen")
+    ln = request.total_effect_ln if request.trace is None else "frozen"   # traces keep their frozen read point
+    for_loss = loss_objective(model, prepared, request.loss, ln)
     if request.trace is None:
         objective = for_loss
     else:
