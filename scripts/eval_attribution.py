@@ -33,6 +33,7 @@ from tqdm import tqdm
 from mechscope.activation_server.engine.engine import Engine
 from mechscope.activation_server.engine.exact_effects import AblatedNode, exact_effects
 from mechscope.activation_server.engine.graddrop import dropped_estimates, graddrop_score
+from mechscope.activation_server.engine.logit_space import logit_changes, softmax_estimate, softmax_tokens
 from mechscope.activation_server.engine.qk_correction import qk_corrections
 from mechscope.activation_server.engine.shared_passes import node_tensors, plan_request
 from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
@@ -108,6 +109,25 @@ def graddrop(engine: Engine, planned, kind: str) -> torch.Tensor:
     return torch.cat(values).nan_to_num()
 
 
+def _per_node(groups, kind: str, column: str) -> torch.Tensor:
+    """``[rows, nodes]``: a column with a leading row axis, flattened in :func:`estimates`' order."""
+    values = []
+    for g in groups:
+        v = g.values[column]
+        if kind == "heads" and g.kind == "attn_head":
+            values.append(v.nan_to_num().sum(-1).flatten(1))
+        elif (kind, g.kind) in (("neurons", "mlp_neuron"), ("latents", "sae_latent")):
+            values.append(v.flatten(1))
+    return torch.cat(values, 1).nan_to_num()
+
+
+def softmax_estimates(engine: Engine, planned, t, loss: LossSpec, kind: str) -> torch.Tensor:
+    """Linear up to the logits, exact softmax (engine/logit_space.py), for a log_prob loss."""
+    tokens = softmax_tokens(t.logits[0], loss)
+    contributions = _per_node(logit_changes(engine, planned, tokens), kind, "logits")
+    return softmax_estimate(contributions, t.logits[0], tokens, loss)
+
+
 def true_effects(engine: Engine, t, loss: LossSpec, nodes: list[AblatedNode], mode: str, chunk: int = 256) -> torch.Tensor:
     splice = sorted({g.sae for g in t.groups if g.sae})
     parts = [exact_effects(engine, t.prepared, [], splice, loss, t.loss_positions, nodes[i:i + chunk], mode)[:, 0]
@@ -164,6 +184,7 @@ def evaluate(engine: Engine, prompts: dict, top: int, pool_size: int) -> dict:
         corrected[pool] += qk_corrections(engine, planned, picked)[:, 0].nan_to_num()
         est["live_qk"] = corrected
         drop = graddrop(engine, planned, kind)
+        est["live_softmax"] = softmax_estimates(engine, planned, t, loss, kind) if loss.kind == "log_prob" else est["live"]
         for ablation in ("zero", "mean"):
             true = true_effects(engine, t, loss, picked, ablation)
             for mode, e in est.items():

@@ -274,3 +274,38 @@ def test_graddrop_scores_reach_every_row_of_the_table(organism, side):
         organism.attribute(_request(graddrop=True, trace={"node": {"kind": "mlp_neuron", "layer": 2, "index": 5,
                                                                    "position": -1}, "through": "pre"}))
     assert e.value.field == "graddrop"
+
+
+def test_logit_changes_match_finite_differences_and_the_softmax_is_exact(organism):
+    """engine/logit_space.py: each node's first-order contribution to each logit = the central
+    difference of that logit in a real rerun (node scaled by 1 ± ε); and the softmax estimate of a
+    contribution vector is the exact change of log P(target) when only those logits move."""
+    from mechscope.activation_server.engine.logit_space import logit_changes, softmax_estimate, softmax_tokens
+    from mechscope.activation_server.engine.shared_passes import plan_request
+    request = _request(loss={"kind": "log_prob", "targets": [" Mary"]})
+    t = node_tensors(organism, request)
+    tokens = softmax_tokens(t.logits[0], request.loss, k=4)
+    assert tokens[0] == organism.tokenizer.encode(" Mary")[0] and len(tokens) >= 4
+    groups = logit_changes(organism, plan_request(organism, request), tokens)
+    neurons = next(g for g in groups if g.kind == "mlp_neuron" and g.layer == 1)
+    pos, index = divmod(int(neurons.values["logits"][0].abs().flatten().argmax()), neurons.values["logits"].shape[-1])
+
+    def logits(factor: float) -> torch.Tensor:
+        def scale(x, ctx):
+            x = x.clone()
+            x[0, pos, index] *= factor
+            return x
+        with torch.no_grad():
+            return organism.model(t.prepared.tokens, fwd_hooks=[("blocks.1.mlp.hook_post", scale)])[0, -1, tokens]
+    eps = 1e-2
+    fd = (logits(1 + eps) - logits(1 - eps)) / (2 * eps)
+    got = neurons.values["logits"][:, pos, index]
+    assert torch.allclose(got, fd, atol=2e-3 + 2e-2 * float(fd.abs().max())), (got, fd)
+    # the softmax estimate: exact log-softmax of the moved logits (the rest of the vocabulary fixed)
+    clean = t.logits[0]
+    contribution = torch.zeros(len(tokens), 1)
+    contribution[0, 0] = 3.0                                   # the target's logit drops by 3
+    moved = clean.clone()
+    moved[tokens[0]] -= 3.0
+    expected = clean.log_softmax(-1)[tokens[0]] - moved.log_softmax(-1)[tokens[0]]
+    assert torch.allclose(softmax_estimate(contribution, clean, tokens, request.loss)[0], expected, atol=1e-4)
