@@ -15,7 +15,7 @@ Nodes: heads are a head's whole output at one query (``attn.hook_z``; the estima
 (query, key) pairs of that query, exactly the first-order effect of zeroing the output); neurons
 and latents are the table's own nodes (one per position). True effects are measured for every head
 and, for neurons and latents (tens of thousands per prompt), for a pool: the union of each
-estimate's top ``--pool`` nodes. The false-negative rate takes the true top 10 within that pool
+estimate's (and GradDrop's) top ``--pool`` nodes. The false-negative rate takes the true top 10 within that pool
 (a node outside every estimate's top ``--pool`` cannot be seen). Each cell is the mean over
 ``--prompts`` held-out prompts per task.
 """
@@ -173,18 +173,18 @@ def evaluate(engine: Engine, prompts: dict, top: int, pool_size: int) -> dict:
     jobs = [(task, spec, loss, kind) for task, pairs in prompts.items() for spec, loss in pairs for kind in KINDS]
     for task, spec, loss, kind in tqdm(jobs, desc="prompts x node kinds"):
         est, nodes, t, live_request = estimates(engine, spec, loss, kind)
+        planned = plan_request(engine, live_request)
+        drop = graddrop(engine, planned, kind)
+        est["live_softmax"] = softmax_estimates(engine, planned, t, loss, kind) if loss.kind == "log_prob" else est["live"]
         if kind == "heads":
             pool = torch.arange(len(nodes))
         else:
-            pool = torch.cat([e.abs().topk(min(pool_size, len(e))).indices for e in est.values()]).unique()
+            pool = torch.cat([e.abs().topk(min(pool_size, len(e))).indices for e in (*est.values(), drop)]).unique()
         picked = [nodes[int(i)] for i in pool]
         # the softmax correction for the pool (the rest keep their live estimate)
         corrected = est["live"].clone()
-        planned = plan_request(engine, live_request)
         corrected[pool] += qk_corrections(engine, planned, picked)[:, 0].nan_to_num()
         est["live_qk"] = corrected
-        drop = graddrop(engine, planned, kind)
-        est["live_softmax"] = softmax_estimates(engine, planned, t, loss, kind) if loss.kind == "log_prob" else est["live"]
         for ablation in ("zero", "mean"):
             true = true_effects(engine, t, loss, picked, ablation)
             for mode, e in est.items():
