@@ -115,6 +115,13 @@ class AttributionRequest(Strict):
             "because it ranks nodes the way ablating them does (scripts/eval_attribution.py). 'frozen': "
             "the final LayerNorm scale held constant (TDB's convention). Direct effects close exactly in "
             "both modes (they always read the frozen-scale gradient). Traces keep their frozen read point."))
+    total_effect_softmax: bool = Field(
+        default=False, description=(
+            "log_prob losses: estimate each node's removal linearly up to the logits (its targets' and the clean "
+            "run's top 32 predictions, from one more batched pass of that many rows) and recompute the "
+            "log-probability exactly from them. On a prompt the model gets right the softmax is saturated and "
+            "activation x gradient is ~0 while ablating a node the prediction rests on costs nats; this estimate "
+            "ranks such nodes as ablating them does (scripts/eval_attribution.py: live_softmax)"))
     exact_top_n: int = Field(
         default=0, ge=0, le=200, description=(
             "zero-ablate each of the first N rows of the node table for real (one batched pass, one row per "

@@ -23,6 +23,7 @@ estimate's (and GradDrop's) top ``--pool`` nodes. The false-negative rate takes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -124,7 +125,8 @@ def _per_node(groups, kind: str, column: str) -> torch.Tensor:
 def softmax_estimates(engine: Engine, planned, t, loss: LossSpec, kind: str) -> torch.Tensor:
     """Linear up to the logits, exact softmax (engine/logit_space.py), for a log_prob loss."""
     tokens = softmax_tokens(t.logits[0], loss)
-    contributions = _per_node(logit_changes(engine, planned, tokens), kind, "logits")
+    contributions = _per_node([dataclasses.replace(g, values={"logits": g.values["logits"][:, 0]})
+                               for g in logit_changes(engine, planned, [tokens])], kind, "logits")
     return softmax_estimate(contributions, t.logits[0], tokens, loss)
 
 

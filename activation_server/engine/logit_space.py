@@ -29,26 +29,47 @@ if TYPE_CHECKING:
     from .shared_passes import _Planned
 
 
-def logit_changes(engine: Engine, planned: _Planned, tokens: list[int]) -> list[NodeGroup]:
-    """Node groups of ``planned`` (one prompt) with one column, ``logits`` ``[K, *shape]``: each
-    node's first-order contribution to each logit of ``tokens`` at the loss position (live final
-    LayerNorm; what removing the node would take away from that logit)."""
+def logit_changes(engine: Engine, planned: _Planned, tokens: list[list[int]]) -> list[NodeGroup]:
+    """Node groups of ``planned`` with one column, ``logits`` ``[K, batch, *shape]``: each node's
+    first-order contribution to each logit of ``tokens[i]`` (``K`` per prompt ``i``) at prompt
+    ``i``'s loss position (live final LayerNorm; what removing the node would take away from that
+    logit). One forward/backward pass of ``K × batch`` rows."""
     prepared = planned.prepared
-    if prepared.batch != 1:
-        raise ValueError("logit changes are computed for one prompt")
-    K = len(tokens)
+    B, K = prepared.batch, len(tokens[0])
+    if len(tokens) != B or any(len(t) != K for t in tokens):
+        raise ValueError("logit_changes needs K tokens for every prompt")
     rows = PreparedPrompts.concatenated([prepared] * K)
-    pick = torch.arange(K)
+    union = tuple(sorted({t for ts in tokens for t in ts}))
+    column = torch.tensor([union.index(tokens[i][j]) for j in range(K) for i in range(B)])
+    pick = torch.arange(K * B)
 
-    def scalar(captured, logits):                 # logits [K, 1, K]: row j reads token j
-        return logits[pick, 0, pick]
-    objective = dataclasses.replace(planned.loss_objective, scalar=scalar, logit_columns=tuple(tokens),
+    def scalar(captured, logits):                 # logits [K·B, 1, U]: row j·B + i reads tokens[i][j]
+        return logits[pick, 0, column]
+    objective = dataclasses.replace(planned.loss_objective, scalar=scalar, logit_columns=union,
                                     positions=planned.loss_objective.positions * K)
-    interventions = [OnRows(iv, j, j + 1) for j in range(K) for iv in planned.interventions]
+    interventions = [OnRows(iv, j * B, (j + 1) * B) for j in range(K) for iv in planned.interventions]
     _, _, acts, grad = forward_backward(engine, rows, interventions, objective, planned.mlp_plan, planned.attn_plan,
                                         planned.splice_points, objective.positions)
     groups, _ = node_groups(PassValues(engine, rows, objective, acts, grad), planned.mlp_plan, planned.attn_plan)
-    return [NodeGroup(g.kind, g.layer, g.sae, {"logits": g.values["total_effect"]}) for g in groups]
+    return [NodeGroup(g.kind, g.layer, g.sae, {"logits": g.values["total_effect"].view(K, B, *g.shape)})
+            for g in groups]
+
+
+def softmax_total_effects(engine: Engine, planned: _Planned, clean_logits: torch.Tensor, k: int = 32
+                          ) -> list[torch.Tensor]:
+    """Per node group of ``planned`` (a log_prob loss), ``[batch, *shape]``: the softmax estimate
+    of every node (NaN where the node does not exist). ``clean_logits`` ``[batch, vocab]``."""
+    loss = planned.request.loss
+    tokens = [softmax_tokens(row, loss, k) for row in clean_logits]
+    width = min(len(t) for t in tokens)
+    tokens = [t[:width] for t in tokens]     # the targets first, then as many top predictions as all have
+    out = []
+    for g in logit_changes(engine, planned, tokens):
+        v = g.values["logits"]                                            # [K, B, *shape]
+        per_prompt = [softmax_estimate(v[:, i].reshape(width, -1), clean_logits[i], tokens[i], loss).view(v.shape[2:])
+                      for i in range(v.shape[1])]
+        out.append(torch.stack(per_prompt))
+    return out
 
 
 def softmax_tokens(clean_logits: torch.Tensor, loss: LossSpec, k: int = 32) -> list[int]:

@@ -25,6 +25,7 @@ from ..errors import RequestError
 from ..schemas import AttributionRequest, TraceSpec
 from .exact_effects import AblatedNode, exact_effects
 from .graddrop import graddrop_scores
+from .logit_space import softmax_total_effects
 from .interventions import compile_interventions, validate_node
 from .json_floats import float32_list
 from .node_table import NodeGroup, node_tables, token_summaries
@@ -98,10 +99,13 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
                                           engine.reference_activations, clean_source)
     ln = request.total_effect_ln if request.trace is None else "frozen"   # traces keep their frozen read point
     for_loss = loss_objective(model, prepared, request.loss, ln)
+    if request.total_effect_softmax and request.loss.kind != "log_prob":
+        raise RequestError(f"total_effect_softmax is for log_prob losses (a {request.loss.kind} loss is linear in the "
+                           "logits or reads a reference prompt)", field="total_effect_softmax")
     if request.trace is None:
         objective = for_loss
     else:
-        for field in ("exact_top_n", "graddrop"):
+        for field in ("exact_top_n", "graddrop", "total_effect_softmax"):
             if getattr(request, field):
                 raise RequestError(f"{field} measures effects on the loss: it cannot be used with a trace", field=field)
         validate_node(request.trace.node, model, engine.saes, "trace.node")
@@ -179,6 +183,8 @@ def _run_shared(engine: Engine, members: list[_Planned]) -> _SharedPass:
     for m, r in zip(members, rows):
         if m.request.trace is None:
             bias_direct[r] += logit_diff_constant(engine.model, m.request.loss)
+        if m.request.total_effect_softmax:
+            _softmax_totals(engine, m, groups, logits[r], r)
     return _SharedPass(engine, members, rows, prepared, logits, scalars, groups, bias_direct)
 
 
@@ -284,6 +290,14 @@ def answers_many(engine: Engine, requests: list[AttributionRequest]) -> list[dic
 
 def _shared_answers(engine: Engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     return _per_request(engine, requests, _answers)
+
+
+def _softmax_totals(engine: Engine, planned: _Planned, groups: list[NodeGroup], logits: torch.Tensor, rows: slice
+                    ) -> None:
+    """Replace the estimated total effects of ``planned``'s rows by the softmax estimate."""
+    for g, estimate in zip(groups, softmax_total_effects(engine, planned, logits)):
+        old = g.values["total_effect"][rows]
+        g.values["total_effect"][rows] = torch.where(old.isnan(), old, estimate)
 
 
 def add_exact_effects(engine: Engine, planned: _Planned, rows: list[dict]) -> None:

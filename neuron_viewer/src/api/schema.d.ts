@@ -370,6 +370,12 @@ export interface components {
              * @enum {string}
              */
             total_effect_ln?: "frozen" | "live";
+            /**
+             * Total Effect Softmax
+             * @description log_prob losses: estimate each node's removal linearly up to the logits (its targets' and the clean run's top 32 predictions, from one more batched pass of that many rows) and recompute the log-probability exactly from them. On a prompt the model gets right the softmax is saturated and activation x gradient is ~0 while ablating a node the prediction rests on costs nats; this estimate ranks such nodes as ablating them does (scripts/eval_attribution.py: live_softmax)
+             * @default false
+             */
+            total_effect_softmax?: boolean;
             trace?: components["schemas"]["TraceSpec"] | null;
         };
         /** AttributionResult */
