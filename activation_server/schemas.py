@@ -142,9 +142,12 @@ class NodeValues(Strict):
     direct_effect: float
     total_effect: float
     attention_prob: float | None = None
+    # absent from the JSON unless asked for (exact_top_n / graddrop), as the server's answers are
     exact_effect: float | None = Field(
-        default=None, description="loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)")
-    graddrop: float | None = Field(default=None, description="GradDrop score (requests with graddrop only)")
+        default=None, exclude_if=lambda v: v is None,
+        description="loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)")
+    graddrop: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                   description="GradDrop score (requests with graddrop only)")
 
 
 class NodeRow(Strict):

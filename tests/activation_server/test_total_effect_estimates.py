@@ -349,3 +349,12 @@ def test_softmax_estimate_ranks_like_real_ablations_on_a_saturated_prompt(organi
     with pytest.raises(RequestError) as e:
         organism.attribute(_request(total_effect_softmax=True))
     assert e.value.field == "total_effect_softmax"
+
+
+def test_the_servers_json_with_the_new_columns_is_the_validated_results_json(organism):
+    """exact_effect / graddrop appear in the JSON only where measured, in the server's plain data and
+    in the validated model alike, byte for byte."""
+    requests = [_request(top_k=3), _request(top_k=3, exact_top_n=4, graddrop=True)]
+    for request, sent, result in zip(requests, organism.attribute_many_json(requests), organism.attribute_many(requests)):
+        assert sent == result.model_dump_json().encode()
+    assert b"exact_effect" not in organism.attribute_many_json(requests[:1])[0]
