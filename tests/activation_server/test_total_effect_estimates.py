@@ -358,3 +358,19 @@ def test_the_servers_json_with_the_new_columns_is_the_validated_results_json(org
     for request, sent, result in zip(requests, organism.attribute_many_json(requests), organism.attribute_many(requests)):
         assert sent == result.model_dump_json().encode()
     assert b"exact_effect" not in organism.attribute_many_json(requests[:1])[0]
+
+
+def test_exact_effects_for_a_kl_loss_hold_the_reference_clean(organism):
+    """KL(reference || prompt): the exact column, like the estimate's gradient, keeps the reference
+    prompt's distribution clean; on the other prompts it equals the intervention path's."""
+    request = _request(prompts=[{"text": IOI}, {"text": IOI_S}], loss={"kind": "kl", "reference_prompt": 0},
+                       exact_top_n=4, top_k=3)
+    result = organism.attribute(request)
+    for row in result.nodes[:4]:
+        values = row.values[1]
+        if values is None:
+            continue
+        node = NodeRef(kind=row.kind, layer=row.layer, index=row.index, sae=row.sae, position=row.positions[1],
+                       key_position=row.key_positions[1] if row.key_positions else None)
+        expected = result.prompts[1].loss - _loss_with(organism, request, 1, node)
+        assert abs(values.exact_effect - expected) <= 1e-4 + 1e-4 * abs(expected), row.key
