@@ -374,3 +374,28 @@ def test_exact_effects_for_a_kl_loss_hold_the_reference_clean(organism):
                        key_position=row.key_positions[1] if row.key_positions else None)
         expected = result.prompts[1].loss - _loss_with(organism, request, 1, node)
         assert abs(values.exact_effect - expected) <= 1e-4 + 1e-4 * abs(expected), row.key
+
+
+def test_over_http_the_new_options_answer_and_bad_ones_name_their_field(organism):
+    """A real server on 127.0.0.1: exact_top_n / graddrop / total_effect_ln come back in the JSON;
+    an unknown linearisation, a trace with exact_top_n and exact_top_n over the limit are 422s naming
+    the field."""
+    import httpx
+    from tests.support.http_fixtures import make_app
+    from tests.support.live_server import LiveServer
+    body = {"prompts": [{"text": IOI}], "loss": LOSS, "top_k": 3}
+    from mechscope.activation_server.http.config import Limits
+    with LiveServer(make_app(organism, limits=Limits(max_top_k=10))) as server:
+        url = server.url + "/api/v1/attribution"
+        ok = httpx.post(url, json={**body, "exact_top_n": 3, "graddrop": True}, timeout=120)
+        assert ok.status_code == 200, ok.text
+        rows = ok.json()["nodes"]
+        assert all("exact_effect" in v for r in rows[:3] for v in r["values"])
+        assert all("exact_effect" not in v and "graddrop" in v for r in rows[3:] for v in r["values"])
+        frozen = httpx.post(url, json={**body, "total_effect_ln": "frozen"}, timeout=120).json()
+        assert frozen["nodes"] != ok.json()["nodes"]
+        for bad, field in (({"total_effect_ln": "warm"}, "total_effect_ln"), ({"exact_top_n": 11}, "exact_top_n"),
+                           ({"exact_top_n": 2, "trace": {"node": {"kind": "mlp_neuron", "layer": 2, "index": 5,
+                                                                  "position": -1}}}, "exact_top_n")):
+            r = httpx.post(url, json={**body, **bad}, timeout=120)
+            assert r.status_code == 422 and field in r.text, (bad, r.status_code, r.text)
