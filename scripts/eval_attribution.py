@@ -5,7 +5,9 @@
 Pearson correlations between the estimate and the true zero- and mean-ablation effects over the
 estimate's own top 50 nodes (by |estimate|: the rows a researcher would ablate), and the
 false-negative rate (a node whose true effect is among the top 10 while its estimate ranks
-outside the top 50). ``live_qk``: the live estimate plus AtP*'s attention-softmax correction
+outside the top 50). ``live_softmax``: linear up to the logits, exact output softmax (engine/logit_space.py; the
+request's ``total_effect_softmax``; log_prob losses only, the live estimate for a logit difference).
+``live_qk``: the live estimate plus AtP*'s attention-softmax correction
 (engine/qk_correction.py); ``live+graddrop``: false negatives when a node counts as found in the live
 top 50 *or* the GradDrop top 50 (engine/graddrop.py; its correlations are the live estimate's).
 
