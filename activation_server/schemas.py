@@ -22,6 +22,7 @@ AttnSide = Literal["heads", "latents"]
 TraceThrough = Literal["pre", "q", "k", "qk", "v"]
 LossKind = Literal["logit_diff", "log_prob", "kl"]
 Alignment = Literal["end", "start"]
+TotalEffectLN = Literal["frozen", "live"]
 
 NonNegInt = Annotated[int, Field(ge=0)]
 
@@ -119,6 +120,33 @@ class AttributionRequest(Strict):
     alignment: Alignment = "end"
     positions: list[Annotated[list[int], Field(max_length=MAX_POSITIONS)]] | None = Field(
         default=None, max_length=MAX_PROMPTS, description="explicit alignment: positions[i][j] is prompt i's position for shared slot j")
+    # --- issue 23: how the estimated total effect is linearised, and real ablations beside it ---
+    total_effect_ln: TotalEffectLN = Field(
+        default="live", description=(
+            "linearisation point of the estimated total effect (README: Glossary). 'live': the true gradient "
+            "of the loss (attribution patching; the final LayerNorm scale follows the node), the default "
+            "because it ranks nodes the way ablating them does (scripts/eval_attribution.py). 'frozen': "
+            "the final LayerNorm scale held constant (TDB's convention). Direct effects close exactly in "
+            "both modes (they always read the frozen-scale gradient). Traces keep their frozen read point."))
+    total_effect_softmax: bool = Field(
+        default=False, description=(
+            "log_prob losses: estimate each node's removal linearly up to the logits (its targets' and the clean "
+            "run's top 32 predictions, from one more batched pass of that many rows) and recompute the "
+            "log-probability exactly from them. On a prompt the model gets right the softmax is saturated and "
+            "activation x gradient is ~0 while ablating a node the prediction rests on costs nats; this estimate "
+            "ranks such nodes as ablating them does (scripts/eval_attribution.py: live_softmax)"))
+    exact_top_n: int = Field(
+        default=0, ge=0, le=200, description=(
+            "zero-ablate each of the first N rows of the node table for real (one batched pass, one row per "
+            "node) and report loss(clean) - loss(ablated) as exact_effect beside the estimate (loss "
+            "explanations only; 0: none)"))
+    graddrop: bool = Field(
+        default=False, description=(
+            "also give each row its GradDrop score (AtP*): the mean over the other layers of |estimate with that "
+            "layer's gradient dropped|; a row whose score is much larger than |total_effect| has paths that "
+            "cancel, and its estimate may understate what ablating it does (loss explanations only; one more "
+            "batched pass of n_layers rows per prompt)"))
+
 
 
 class NodeValues(Strict):
@@ -127,6 +155,12 @@ class NodeValues(Strict):
     direct_effect: float
     total_effect: float
     attention_prob: float | None = None
+    # absent from the JSON unless asked for (exact_top_n / graddrop), as the server's answers are
+    exact_effect: float | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)")
+    graddrop: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                   description="GradDrop score (requests with graddrop only)")
 
 
 class NodeRow(Strict):

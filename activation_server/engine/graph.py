@@ -83,7 +83,8 @@ def _candidates(t) -> list[_Node]:
 def attribution_graph(engine, request: GraphRequest) -> GraphResult:
     model = engine.model
     table = AttributionRequest(prompts=[PromptSpec(text=request.prompt, prepend_bos=request.prepend_bos)],
-                               loss=request.loss, mlp=request.mlp, attention=request.attention, top_k=1)
+                               loss=request.loss, mlp=request.mlp, attention=request.attention, top_k=1,
+                               total_effect_ln="frozen")   # the graph's convention (issue 23 left it as it was)
     t = node_tensors(engine, table)
     tokens = gpt2_tokenizer().token_strs(t.prepared.token_ids[0])
     nodes = sorted(_candidates(t), key=lambda x: -abs(x.total))[:request.max_nodes]

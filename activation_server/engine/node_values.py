@@ -27,8 +27,9 @@ from mechscope.inference.hooks import HookContext
 
 from ..schemas import AttributionRequest
 from .node_table import NodeGroup
-from .objective import Objective
+from .objective import Objective, frozen_read_gradient
 from .prompts import PreparedPrompts
+from .sae_errors import live_error_hooks
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -90,8 +91,10 @@ def forward_backward(engine: Engine, prepared: PreparedPrompts, interventions: l
             names |= {f"{p}.hook_sae_acts_post", f"{p}.hook_sae_error", f"{p}.hook_sae_input"}
         else:
             names.add(f"blocks.{layer}.mlp.hook_post")
-    capture = Capture(leaves={"hook_embed", "hook_pos_embed"} | {x for x in names if x.endswith("hook_sae_error")})
-    hooks = list(objective.hooks) + [(name, capture) for name in sorted(names)]
+    errors_fixed = set() if objective.live else {x for x in names if x.endswith("hook_sae_error")}
+    capture = Capture(leaves={"hook_embed", "hook_pos_embed"} | errors_fixed)
+    hooks = list(objective.hooks) + (live_error_hooks(engine.saes, splice_points) if objective.live else []) \
+        + [(name, capture) for name in sorted(names)]
     with torch.enable_grad():
         final = model(prepared.tokens, prepared.mask, fwd_hooks=hooks, interventions=interventions,
                       splices=engine.splices(splice_points), logit_positions=torch.tensor(logit_positions),
@@ -150,6 +153,8 @@ class PassValues:
     def __post_init__(self) -> None:
         self.valid = self.prepared.mask.bool()                          # [B, N]
         self.g_read = self.grad[self.objective.read_hook]              # [B, N, d_read]
+        if self.objective.live:   # direct effects read the frozen-scale gradient
+            self.g_read = frozen_read_gradient(self.acts, self.grad)
 
 
 def node_groups(pv: PassValues, mlp_plan: dict, attn_plan: dict) -> tuple[list[NodeGroup], torch.Tensor]:

@@ -41,6 +41,11 @@ class Objective:
     # token ids whose logits the scalar reads (the pass backpropagates through those columns of the
     # unembedding only); None: it may read them all (a softmax)
     logit_columns: tuple[int, ...] | None = None
+    # the true gradient (issue 23, total_effect_ln='live'): the pass freezes neither ``ln_final``'s
+    # scale nor the SAE errors (they follow their SAE's input, as in a real ablation: see
+    # sae_errors.live_error_hooks); direct effects read the frozen-scale gradient instead, computed
+    # from the gradient at ``ln_final.hook_normalized`` (see frozen_read_gradient)
+    live: bool = False
 
     def read_logits(self, model, final: torch.Tensor) -> torch.Tensor:
         """The logits ``scalar`` takes, unembedded from ``final`` (the final LayerNorm's output, as
@@ -130,17 +135,36 @@ def loss_scalar(loss: LossSpec, positions: torch.Tensor, columns: tuple[int, ...
     return kl, f"KL(prompt {ref} || prompt) of the next-token distribution"
 
 
-def loss_objective(model, prepared: PreparedPrompts, loss: LossSpec) -> Objective:
+def loss_objective(model, prepared: PreparedPrompts, loss: LossSpec, ln: str = "frozen") -> Objective:
+    """The loss as objective. ``ln`` (the request's ``total_effect_ln``): 'frozen' holds the final
+    LayerNorm scale constant in the pass (every gradient is the frozen-scale one, SAE errors are fixed
+    nodes); 'live' leaves it and the SAE errors live (total effects use the true gradient of the
+    model's loss) and captures the final LayerNorm's normalised input
+    and scale, from which :func:`frozen_read_gradient` gives direct effects their frozen-scale gradient."""
     n = model.cfg.n_layers
     positions = [prepared.resolve_position(i, loss.position, "loss.position") for i in range(prepared.batch)]
     columns = logit_columns(loss)
     fn, what = loss_scalar(loss, torch.tensor(0), columns)  # the pass unembeds only the loss positions
+    live = ln == "live"
     return Objective(
         description=f"loss: {what} at position {loss.position}",
-        hooks=[("ln_final.hook_scale", _detach)], capture=[], read_hook=f"blocks.{n - 1}.hook_resid_post",
+        hooks=[] if live else [("ln_final.hook_scale", _detach)],
+        capture=list(FINAL_LN_HOOKS) if live else [], read_hook=f"blocks.{n - 1}.hook_resid_post",
         read_space="resid", max_layer=n - 1, include_mlp_at_max=True, include_attn_at_max=True,
         scalar=lambda captured, logits: fn(logits), positions=positions, logit_columns=columns,
+        live=live,
     )
+
+
+FINAL_LN_HOOKS = ("ln_final.hook_normalized", "ln_final.hook_scale")
+
+
+def frozen_read_gradient(acts: dict[str, torch.Tensor], grad: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The gradient at the final residual with the final LayerNorm scale held constant, from a pass
+    that left it live: the LayerNorm computes ``n = (x - mean x) / s``, so with ``s`` constant
+    ``dL/dx = centre(dL/dn) / s`` (centring: the mean over d_model removed). ``[batch, pos, d_model]``."""
+    g_norm = grad["ln_final.hook_normalized"]
+    return (g_norm - g_norm.mean(-1, keepdim=True)) / acts["ln_final.hook_scale"]
 
 
 def loss_token_ids(loss: LossSpec) -> list[int]:

@@ -23,6 +23,9 @@ from mechscope.inference.interventions import OnRows
 
 from ..errors import RequestError
 from ..schemas import AttributionRequest, TraceSpec
+from .exact_effects import AblatedNode, exact_effects
+from .graddrop import graddrop_scores
+from .logit_space import softmax_total_effects
 from .interventions import compile_interventions, validate_node
 from .json_floats import float32_list
 from .node_table import NodeGroup, node_tables, token_summaries
@@ -71,7 +74,7 @@ class _Planned:
 
     def share_key(self) -> tuple:
         return (tuple(sorted(self.mlp_plan.items())), tuple(sorted(self.attn_plan.items())),
-                tuple(self.splice_points))
+                tuple(self.splice_points), self.objective.live)
 
 
 def _tokenized(engine: Engine, request: AttributionRequest) -> PreparedPrompts:
@@ -94,10 +97,17 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
 
     interventions = compile_interventions(prepared, [p.interventions for p in request.prompts], model, engine.saes,
                                           engine.reference_activations, clean_source)
-    for_loss = loss_objective(model, prepared, request.loss)
+    ln = request.total_effect_ln if request.trace is None else "frozen"   # traces keep their frozen read point
+    for_loss = loss_objective(model, prepared, request.loss, ln)
+    if request.total_effect_softmax and request.loss.kind != "log_prob":
+        raise RequestError(f"total_effect_softmax is for log_prob losses (a {request.loss.kind} loss is linear in the "
+                           "logits or reads a reference prompt)", field="total_effect_softmax")
     if request.trace is None:
         objective = for_loss
     else:
+        for field in ("exact_top_n", "graddrop", "total_effect_softmax"):
+            if getattr(request, field):
+                raise RequestError(f"{field} measures effects on the loss: it cannot be used with a trace", field=field)
         validate_node(request.trace.node, model, engine.saes, "trace.node")
         downstream = None
         if request.trace.through == "v":
@@ -105,6 +115,11 @@ def _plan(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts
         objective = trace_objective(model, prepared, request.trace, downstream)
     mlp_plan, attn_plan, splice_points = layer_plan(engine, request, objective)
     return _Planned(request, prepared, interventions, for_loss, objective, mlp_plan, attn_plan, splice_points)
+
+
+def plan_request(engine: Engine, request: AttributionRequest) -> _Planned:
+    """One request planned alone (its own width): for passes beside the node table's."""
+    return _plan(engine, request, _tokenized(engine, request))
 
 
 def _shared_objective(members: list[_Planned], rows: list[slice]) -> Objective:
@@ -129,6 +144,7 @@ class _SharedPass:
     """One forward/backward pass's node tensors for all its members' prompts (``rows[j]``: member
     ``j``'s rows of the batch)."""
 
+    engine: Engine
     members: list[_Planned]
     rows: list[slice]
     prepared: PreparedPrompts
@@ -167,7 +183,9 @@ def _run_shared(engine: Engine, members: list[_Planned]) -> _SharedPass:
     for m, r in zip(members, rows):
         if m.request.trace is None:
             bias_direct[r] += logit_diff_constant(engine.model, m.request.loss)
-    return _SharedPass(members, rows, prepared, logits, scalars, groups, bias_direct)
+        if m.request.total_effect_softmax:
+            _softmax_totals(engine, m, groups, logits[r], r)
+    return _SharedPass(engine, members, rows, prepared, logits, scalars, groups, bias_direct)
 
 
 def _shared_passes(engine: Engine, requests: list[AttributionRequest]
@@ -233,6 +251,11 @@ def _answers(shared: _SharedPass) -> list[dict]:
     extra = [loss_token_ids(m.request.loss) for m, r in zip(shared.members, rows) for _ in r]
     preds = predictions(shared.logits, extra)
     tables = node_tables(shared.groups, prepared, [(r, m.request.top_k) for m, r in zip(shared.members, rows)])
+    for m, nodes in zip(shared.members, tables):
+        if m.request.exact_top_n and m.request.trace is None:
+            add_exact_effects(shared.engine, m, nodes[:m.request.exact_top_n])
+        if m.request.graddrop and m.request.trace is None:
+            add_graddrop(shared.engine, m, nodes)
     scalars, bias_direct = float32_list(torch.stack([shared.scalars, shared.bias_direct]))
     answers = []
     for m, r, nodes in zip(shared.members, rows, tables):
@@ -267,6 +290,46 @@ def answers_many(engine: Engine, requests: list[AttributionRequest]) -> list[dic
 
 def _shared_answers(engine: Engine, requests: list[AttributionRequest]) -> list[dict | Exception]:
     return _per_request(engine, requests, _answers)
+
+
+def _softmax_totals(engine: Engine, planned: _Planned, groups: list[NodeGroup], logits: torch.Tensor, rows: slice
+                    ) -> None:
+    """Replace the estimated total effects of ``planned``'s rows by the softmax estimate."""
+    for g, estimate in zip(groups, softmax_total_effects(engine, planned, logits)):
+        old = g.values["total_effect"][rows]
+        g.values["total_effect"][rows] = torch.where(old.isnan(), old, estimate)
+
+
+def add_exact_effects(engine: Engine, planned: _Planned, rows: list[dict]) -> None:
+    """Measure the real zero-ablation effect of each node of ``rows`` (node-table rows of one request)
+    in one batched pass and put it beside the estimate, as ``exact_effect`` of each value."""
+    if not rows:
+        return
+    nodes = [AblatedNode.from_row(row) for row in rows]
+    effects = exact_effects(engine, planned.prepared, planned.interventions, planned.splice_points,
+                            planned.request.loss, planned.loss_objective.positions, nodes)
+    for row, measured in zip(rows, float32_list(effects)):
+        for values, x in zip(row["values"], measured):
+            if values is not None:
+                values["exact_effect"] = x
+
+
+def add_graddrop(engine: Engine, planned: _Planned, rows: list[dict]) -> None:
+    """Give each value of ``rows`` (one request's node table) its GradDrop score, as ``graddrop``."""
+    groups = {(g.kind, g.layer, g.sae): g.values["graddrop"] for g in graddrop_scores(engine, planned)}
+    spots, where = [], []
+    for row in rows:
+        scores = groups[(row["kind"], row["layer"], row["sae"])]
+        for i, values in enumerate(row["values"]):
+            if values is None:
+                continue
+            q = row["positions"][i]
+            at = ((row["index"], q, row["key_positions"][i]) if row["kind"] == "attn_head"
+                  else (q, row["index"]) if row["kind"] in ("mlp_neuron", "sae_latent") else (q,))
+            spots.append(values)
+            where.append(scores[(i, *at)])
+    for values, x in zip(spots, float32_list(torch.stack(where)) if where else []):
+        values["graddrop"] = x
 
 
 def _downstream_gradient(engine: Engine, request: AttributionRequest, prepared: PreparedPrompts, interventions: list,

@@ -42,6 +42,7 @@ class LimitChecker:
     def attribution(self, r: AttributionRequest) -> None:
         self.prompts(len(r.prompts))
         self.top_k(r.top_k)
+        self.top_k(r.exact_top_n, "exact_top_n")   # issue 23: rows ablated for real, bounded like top_k
         for i, p in enumerate(r.prompts):
             self.prompt(p.text, p.prepend_bos, f"prompts[{i}].text")
             self.interventions(len(p.interventions), f"prompts[{i}].interventions")

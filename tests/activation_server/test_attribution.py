@@ -58,8 +58,9 @@ def _frozen_loss(model, tokens, scale, interventions):
 
 
 def test_total_effects_match_finite_differences(engine, small_model):
+    """The frozen-scale convention (live: tests/activation_server/test_total_effect_estimates.py)."""
     from mechscope.inference import gpt2_tokenizer
-    t = node_tensors(engine, _request(IOI))
+    t = node_tensors(engine, _request(IOI, total_effect_ln="frozen"))
     tokens = torch.tensor([gpt2_tokenizer().encode(IOI)])
     _, cache = small_model.run_with_cache(tokens, names=["ln_final.hook_scale", "blocks.1.mlp.hook_post",
                                                          "blocks.0.attn.hook_pattern"])

@@ -3,6 +3,9 @@ restructure (engine/ and http/ subpackages) and replayed against it now. Any cha
 server answers for the organism (node tables, traces, interventions, sweeps, path patching, graphs,
 logit lens, node pages) shows up here byte for byte.
 
+The node-table requests name ``total_effect_ln: "frozen"`` (the default became "live" in issue 23;
+they pin the convention they were recorded with rather than being re-recorded).
+
 Re-record only on purpose (an intended change of answers), and say so in the commit:
 ``MECHSCOPE_RECORD_GOLDEN=1 python -m pytest tests/activation_server/test_golden_answers.py``.
 """
@@ -28,11 +31,12 @@ LOSS = {"targets": [" Mary"], "distractors": [" John"]}
 HEAD = {"kind": "attn_head", "layer": 2, "index": 1, "position": -1}
 
 CASES: dict[str, tuple[str, str, dict | None]] = {
-    "node_table": ("POST", "/api/v1/attribution", {"prompts": [{"text": IOI}], "loss": LOSS, "top_k": 20}),
+    "node_table": ("POST", "/api/v1/attribution", {"prompts": [{"text": IOI}], "loss": LOSS, "top_k": 20,
+                                                     "total_effect_ln": "frozen"}),
     "node_table_latents": ("POST", "/api/v1/attribution",
                            {"prompts": [{"text": IOI}], "loss": LOSS, "top_k": 15, "mlp": "latents",
-                            "attention": "latents"}),
-    "node_table_compare": ("POST", "/api/v1/attribution", {"loss": LOSS, "top_k": 10, "prompts": [
+                            "attention": "latents", "total_effect_ln": "frozen"}),
+    "node_table_compare": ("POST", "/api/v1/attribution", {"loss": LOSS, "top_k": 10, "total_effect_ln": "frozen", "prompts": [
         {"text": IOI},
         {"text": IOI, "interventions": [{"node": HEAD, "mode": "zero"},
                                         {"node": {"kind": "mlp_neuron", "layer": 1, "index": 3, "position": -1},

@@ -436,6 +436,18 @@ export interface components {
              * @enum {string}
              */
             attention?: "heads" | "latents";
+            /**
+             * Exact Top N
+             * @description zero-ablate each of the first N rows of the node table for real (one batched pass, one row per node) and report loss(clean) - loss(ablated) as exact_effect beside the estimate (loss explanations only; 0: none)
+             * @default 0
+             */
+            exact_top_n?: number;
+            /**
+             * Graddrop
+             * @description also give each row its GradDrop score (AtP*): the mean over the other layers of |estimate with that layer's gradient dropped|; a row whose score is much larger than |total_effect| has paths that cancel, and its estimate may understate what ablating it does (loss explanations only; one more batched pass of n_layers rows per prompt)
+             * @default false
+             */
+            graddrop?: boolean;
             loss: components["schemas"]["LossSpec"];
             /**
              * Mlp
@@ -455,6 +467,19 @@ export interface components {
              * @default 20
              */
             top_k?: number;
+            /**
+             * Total Effect Ln
+             * @description linearisation point of the estimated total effect (README: Glossary). 'live': the true gradient of the loss (attribution patching; the final LayerNorm scale follows the node), the default because it ranks nodes the way ablating them does (scripts/eval_attribution.py). 'frozen': the final LayerNorm scale held constant (TDB's convention). Direct effects close exactly in both modes (they always read the frozen-scale gradient). Traces keep their frozen read point.
+             * @default live
+             * @enum {string}
+             */
+            total_effect_ln?: "frozen" | "live";
+            /**
+             * Total Effect Softmax
+             * @description log_prob losses: estimate each node's removal linearly up to the logits (its targets' and the clean run's top 32 predictions, from one more batched pass of that many rows) and recompute the log-probability exactly from them. On a prompt the model gets right the softmax is saturated and activation x gradient is ~0 while ablating a node the prediction rests on costs nats; this estimate ranks such nodes as ablating them does (scripts/eval_attribution.py: live_softmax)
+             * @default false
+             */
+            total_effect_softmax?: boolean;
             trace?: components["schemas"]["TraceSpec"] | null;
         };
         /** AttributionResult */
@@ -1150,6 +1175,16 @@ export interface components {
             attention_prob?: number | null;
             /** Direct Effect */
             direct_effect: number;
+            /**
+             * Exact Effect
+             * @description loss(clean) - loss(node zero-ablated), measured (exact_top_n rows only)
+             */
+            exact_effect?: number | null;
+            /**
+             * Graddrop
+             * @description GradDrop score (requests with graddrop only)
+             */
+            graddrop?: number | null;
             /** Total Effect */
             total_effect: number;
             /** Write Magnitude */

@@ -17,6 +17,11 @@ export const METRIC_LABELS: Record<Metric, string> = {
   total_effect: "total",
 };
 
+/** Which estimate the "total" column shows (the server's default total_effect_ln, README: Glossary). */
+export const TOTAL_EFFECT_NOTE =
+  " — estimated total effect linearised at the live final LayerNorm (the true gradient, attribution patching):" +
+  " it ranks nodes the way ablating them does, better than the frozen-scale estimate (scripts/eval_attribution.py)";
+
 export type NodeAction =
   | { type: "ablate"; mode: "zero" | "mean" | "resample"; scope?: HeadScope }
   | { type: "patch" }
@@ -132,7 +137,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
     return (
       <button key={`${metric}.${side}`} className={`nt-cell nt-num nt-head${active ? " active" : ""}`} role="columnheader"
         aria-sort={active ? (sort.desc ? "descending" : "ascending") : "none"} data-sort={`${metric}.${side}`}
-        onClick={() => onSort(next)} title={`${TIPS[metric]}${comparing ? ` ${SIDE_TIPS[side]}` : ""} Click to sort.`}>
+        onClick={() => onSort(next)} title={`${TIPS[metric]}${metric === "total_effect" ? TOTAL_EFFECT_NOTE : ""}${comparing ? ` ${SIDE_TIPS[side]}` : ""} Click to sort.`}>
         {METRIC_LABELS[metric]}{comparing ? ` ${side === "diff" ? "Δ" : side === "left" ? "L" : "R"}` : ""}
         {active ? (sort.desc ? " ▼" : " ▲") : ""}
       </button>
