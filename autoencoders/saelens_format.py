@@ -193,11 +193,7 @@ def load_saelens_sae(
     _reject_unsupported(cfg, origin)
     activation, k = _activation(cfg, origin)
     normalization, factor = _normalization(cfg, origin, norm_scaling_factor)
-    for key in ("d_in", "d_sae"):
-        if key not in cfg and not (key == "d_sae" and "expansion_factor" in cfg):
-            raise SAEFormatError(f"{origin}: missing {key!r}")
-    d_in = _int(cfg["d_in"], "d_in", origin)
-    d_sae = _int(cfg["d_sae"], "d_sae", origin) if "d_sae" in cfg else d_in * _int(cfg["expansion_factor"], "expansion_factor", origin)
+    d_in, d_sae = _sizes(cfg, origin)
     apply_b_dec = cfg.get("apply_b_dec_to_input", True)
     if not isinstance(apply_b_dec, bool):
         raise SAEFormatError(f"{origin}: apply_b_dec_to_input must be true/false, got {apply_b_dec!r}")
@@ -206,8 +202,50 @@ def load_saelens_sae(
     weights_path = directory / WEIGHTS_FILENAME
     if not weights_path.is_file():
         raise SAEFormatError(f"{directory}: no {WEIGHTS_FILENAME}")
-    weights = _load_safetensors(weights_path)
     w_origin = str(weights_path)
+    weights = _checked_weights(_load_safetensors(weights_path), cfg, activation, d_in, d_sae, w_origin)
+    provenance: dict[str, Any] = {
+        "format": "saelens",
+        "path": str(directory),
+        "sae_lens_version": _meta(cfg, "sae_lens_version") or _meta(cfg, "sae_lens_training_version"),
+        "cfg": cfg,
+    }
+    _fold_scaling_factor(weights, cfg, d_sae, w_origin, provenance)
+    provenance.update(source or {})
+    try:
+        config = SAEConfig(
+            d_in=d_in,
+            n_latents=d_sae,
+            activation=activation,
+            k=k,
+            hook_point=_meta(cfg, "hook_name", "hook_point"),
+            model_name=_meta(cfg, "model_name"),
+            input_normalization=normalization,
+            norm_scaling_factor=factor,
+            apply_b_dec_to_input=apply_b_dec,
+            expected_weight_processing=_expected_weight_processing(cfg),
+            source=provenance,
+        )
+    except InvalidInputError as err:
+        raise SAEFormatError(f"{origin}: {err}") from None
+    return SparseAutoencoder.from_tensors(config, weights, _statistics(directory, d_sae), origin=w_origin,
+                                          dtype=target_dtype)
+
+
+def _sizes(cfg: Mapping[str, Any], origin: str) -> tuple[int, int]:
+    """(d_in, d_sae) from cfg.json (d_sae may be given as an expansion factor)."""
+    for key in ("d_in", "d_sae"):
+        if key not in cfg and not (key == "d_sae" and "expansion_factor" in cfg):
+            raise SAEFormatError(f"{origin}: missing {key!r}")
+    d_in = _int(cfg["d_in"], "d_in", origin)
+    d_sae = _int(cfg["d_sae"], "d_sae", origin) if "d_sae" in cfg else d_in * _int(cfg["expansion_factor"], "expansion_factor", origin)
+    return d_in, d_sae
+
+
+def _checked_weights(weights: dict[str, torch.Tensor], cfg: Mapping[str, Any], activation: str, d_in: int,
+                     d_sae: int, w_origin: str) -> dict[str, torch.Tensor]:
+    """The weights with the keys and shapes the architecture needs (a batchtopk training
+    checkpoint's global threshold becomes a per-latent one); anything else is an error."""
     required = ["W_enc", "b_enc", "W_dec", "b_dec"]
     optional: list[str] = list(SCALING_FACTOR_KEYS)
     hint = ""
@@ -230,40 +268,18 @@ def load_saelens_sae(
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": (d_sae,)}
     for name in required:
         check_tensor(weights[name], name, shapes[name], w_origin)
+    return weights
 
-    provenance: dict[str, Any] = {
-        "format": "saelens",
-        "path": str(directory),
-        "sae_lens_version": _meta(cfg, "sae_lens_version") or _meta(cfg, "sae_lens_training_version"),
-        "cfg": cfg,
-    }
-    _fold_scaling_factor(weights, cfg, d_sae, w_origin, provenance)
-    provenance.update(source or {})
 
+def _statistics(directory: Path, d_sae: int) -> dict[str, torch.Tensor]:
+    """The optional sparsity file's per-latent log feature sparsity."""
     statistics: dict[str, torch.Tensor] = {}
     sparsity_path = directory / SPARSITY_FILENAME
     if sparsity_path.is_file():
         sparsity = _load_safetensors(sparsity_path)
         check_keys(sparsity.keys(), ("sparsity",), str(sparsity_path))
         statistics["log_feature_sparsity"] = check_tensor(sparsity["sparsity"], "sparsity", (d_sae,), str(sparsity_path))
-
-    try:
-        config = SAEConfig(
-            d_in=d_in,
-            n_latents=d_sae,
-            activation=activation,
-            k=k,
-            hook_point=_meta(cfg, "hook_name", "hook_point"),
-            model_name=_meta(cfg, "model_name"),
-            input_normalization=normalization,
-            norm_scaling_factor=factor,
-            apply_b_dec_to_input=apply_b_dec,
-            expected_weight_processing=_expected_weight_processing(cfg),
-            source=provenance,
-        )
-    except InvalidInputError as err:
-        raise SAEFormatError(f"{origin}: {err}") from None
-    return SparseAutoencoder.from_tensors(config, weights, statistics, origin=w_origin, dtype=target_dtype)
+    return statistics
 
 
 def saelens_cfg(sae: SparseAutoencoder) -> dict[str, Any]:

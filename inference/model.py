@@ -289,15 +289,7 @@ class GPT2(nn.Module):
         if tokens.device != (device := self.wte.weight.device):   # callers build token batches on the CPU
             tokens = tokens.to(device)
             attention_mask = attention_mask.to(device) if attention_mask is not None else None
-        # Order at each point: splices, scoped hooks, ``hooks``, interventions, then fwd_hooks (so a
-        # cache sees the intervened value).
-        all_hooks = Hooks.build([(s.hook_point, s) for s in splices]).merged(active_scope_hooks())
-        all_hooks = all_hooks.merged(hooks or Hooks())
-        if interventions:
-            all_hooks = all_hooks.merged(Hooks.build([(iv.hook_name, iv) for iv in interventions]))
-        all_hooks = all_hooks.merged(Hooks.build(fwd_hooks, bwd_hooks))
-        self.check_hook_names(all_hooks.names(), splices)
-        run = HookRunner(all_hooks, pos_offset=past_len)
+        run = HookRunner(self._call_hooks(hooks, fwd_hooks, bwd_hooks, interventions, splices), pos_offset=past_len)
 
         b, n = tokens.shape
         allowed, positions = _attention_mask_and_positions(tokens, attention_mask, past_len)
@@ -327,6 +319,19 @@ class GPT2(nn.Module):
             return (final, presents) if return_kv else final
         logits = self.unembed(final)
         return (logits, presents) if return_kv else logits
+
+    def _call_hooks(self, hooks: Hooks | None, fwd_hooks: HookSpec, bwd_hooks: HookSpec, interventions: Sequence,
+                    splices: Sequence) -> Hooks:
+        """Every hook of one call, checked against the model's hook points. Order at each point:
+        splices, scoped hooks, ``hooks``, interventions, then fwd_hooks (so a cache sees the
+        intervened value)."""
+        all_hooks = Hooks.build([(s.hook_point, s) for s in splices]).merged(active_scope_hooks())
+        all_hooks = all_hooks.merged(hooks or Hooks())
+        if interventions:
+            all_hooks = all_hooks.merged(Hooks.build([(iv.hook_name, iv) for iv in interventions]))
+        all_hooks = all_hooks.merged(Hooks.build(fwd_hooks, bwd_hooks))
+        self.check_hook_names(all_hooks.names(), splices)
+        return all_hooks
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.wte.weight.T

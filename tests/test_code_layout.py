@@ -67,3 +67,23 @@ def test_the_checker_sees_relative_imports(tmp_path):
     assert "mechscope.activation_server.engine.node_values" in _imports(engine_file)
     routes = _imports(ROOT / "activation_server" / "http" / "routes" / "debugger.py")
     assert "mechscope.activation_server.engine.graph" in routes
+
+
+MAX_MODULE_LINES = 425      # "no module over ~400 lines"
+MAX_FUNCTION_LINES = 65     # "no function over ~60" (docstring included)
+DATA_MODULES = {"datasets/task_suite_data.py"}   # word lists and fact tables, not code
+
+
+def _python_sources() -> list[Path]:
+    return [p for folder in (*FOLDERS, "scripts") for p in _sources(folder)]
+
+
+def test_modules_and_functions_stay_readable_in_one_sitting():
+    long_modules = [f"{p.relative_to(ROOT)}: {n} lines" for p in _python_sources()
+                    if (n := p.read_text().count("\n")) > MAX_MODULE_LINES
+                    and p.relative_to(ROOT).as_posix() not in DATA_MODULES]
+    long_functions = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+                      for p in _python_sources() for node in ast.walk(ast.parse(p.read_text()))
+                      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long_modules + long_functions, "\n".join(long_modules + long_functions)
