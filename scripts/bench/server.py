@@ -40,7 +40,7 @@ IOI_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 ABLATED_POSITIONS = 14      # the IOI prompt's tokens after <|endoftext|>
 
 
-def attribution_body(i: int, n_layer: int, d_mlp: int, top_k: int) -> dict:
+def attribution_body(i: int, n_layer: int, d_mlp: int, top_k: int, extra: dict | None = None) -> dict:
     """The ``i``-th benchmark request: it zeroes one MLP neuron at one position, the ``i``-th of
     n_layer × d_mlp × 14 (every one of them in turn: neighbours differ in layer, then neuron)."""
     i %= n_layer * d_mlp * ABLATED_POSITIONS
@@ -48,7 +48,7 @@ def attribution_body(i: int, n_layer: int, d_mlp: int, top_k: int) -> dict:
     index, position = (i % d_mlp) * 97 % d_mlp, -1 - i // d_mlp     # 97 is prime: a permutation of the neurons
     node = {"kind": "mlp_neuron", "layer": layer, "index": index, "position": position}
     return {"prompts": [{"text": IOI, "interventions": [{"node": node, "mode": "zero"}]}, {"text": IOI_CORRUPTED}],
-            "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": top_k}
+            "loss": {"targets": [" Mary"], "distractors": [" John"]}, "top_k": top_k, **(extra or {})}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -133,14 +133,15 @@ def started_clients(stack: contextlib.ExitStack, concurrency: int) -> ProcessPoo
 
 
 def run_level(clients: ProcessPoolExecutor, url: str, headers: dict, concurrency: int, n: int, warmup: int,
-              offset: int, info: dict, top_k: int) -> dict:
+              offset: int, info: dict, top_k: int, extra: dict | None = None) -> dict:
     """``concurrency`` clients, each a separate process of ``clients`` (as separate users are:
     clients that are threads of one Python process would queue for its interpreter lock and add
     that wait to the latencies they measure), sharing ``n`` timed requests after ``warmup``
     untimed ones each: the 200s' latencies (s), the 503 and error counts, and the wall time (s) of
     the timed requests."""
     cfg = info["model"]
-    bodies = [attribution_body(offset + i, cfg["n_layer"], cfg["d_mlp"], top_k) for i in range(n + concurrency * warmup)]
+    bodies = [attribution_body(offset + i, cfg["n_layer"], cfg["d_mlp"], top_k, extra)
+              for i in range(n + concurrency * warmup)]
     warm, timed = bodies[n:], bodies[:n]
     start_at = time.time() + 0.2 + 0.02 * concurrency
     # each client blocks until the round ends, so each of the idle processes takes one
@@ -174,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed requests each client sends first (default 2: its connection and the server's "
                              "batching of concurrent clients settle; the 8 clients all start at the same instant)")
+    parser.add_argument("--total-effect-ln", choices=["live", "frozen"], default=None,
+                        help="send this linearisation point with every request (default: leave it to the server; "
+                             "a server from before the option refuses the field)")
     args = parser.parse_args(argv)
+    extra = {"total_effect_ln": args.total_effect_ln} if args.total_effect_ln else {}
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     info = server_info(args.url, headers)
     print(f"model {info['model']['name']}: {info['model']['n_layer']} layers, d_model {info['model']['d_model']}; "
@@ -189,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(rounds):
             n = args.requests // rounds + (round_ < args.requests % rounds)
             for c in args.concurrency:
-                runs[c].append(run_level(clients[c], args.url, headers, c, n, args.warmup, offset, info, args.top_k))
+                runs[c].append(run_level(clients[c], args.url, headers, c, n, args.warmup, offset, info, args.top_k,
+                                         extra))
                 offset += n + c * args.warmup
             print(f"round {round_ + 1}/{rounds}: " + ", ".join(
                 f"{c} client(s) p50 {summary([r[-1]])['p50_ms']:.1f} p99 {summary([r[-1]])['p99_ms']:.1f} ms"

@@ -11,60 +11,19 @@
 // Environment: MECHSCOPE_PYTHON (default .venv/bin/python, else python3); CHROMIUM (default
 // /usr/bin/chromium). Screenshots go to artifacts/e2e-explanations/.
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const VIEWER = join(REPO, "neuron_viewer");
-const require = createRequire(join(VIEWER, "package.json"));
-const { chromium } = require("playwright-core");
+import { CHROMIUM, REPO, VIEWER, launchBrowser, python, startServer } from "./support.mjs";
 
 const SHOTS = join(REPO, "artifacts", "e2e-explanations");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 const PROMPT = "When Mary and John went to the store, John gave a drink to";
 const LOSS = { kind: "logit_diff", targets: [" Mary"], distractors: [" John"] };
 const TDB_TEXT = "years in the 1700s, from a TDB file";
 
-function python() {
-  if (process.env.MECHSCOPE_PYTHON) return process.env.MECHSCOPE_PYTHON;
-  const venv = join(REPO, ".venv", "bin", "python");
-  return existsSync(venv) ? venv : "python3";
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(url, status, timeoutMs, proc) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`mechscope serve exited with ${proc.exitCode}`);
-    try {
-      const r = await fetch(url);
-      if (r.status === status) return;
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-let server, serverLog = "", base, browser, page, tmp, datasetDir, nodes, tdbNeuron;
+let server, base, browser, page, tmp, datasetDir, nodes, tdbNeuron;
 
 async function api(path, body) {
   const r = await fetch(`${base}/api/v1${path}`, body === undefined ? {} :
@@ -97,14 +56,9 @@ before(async () => {
   execFileSync(python(), ["-m", "mechscope.activation_server.cli", "datasets", "ensure-organism", "--out",
     join(tmp, "datasets"), "--rows", "300", "--quiet"], { stdio: "inherit" });
   datasetDir = join(tmp, "datasets", "organism");
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(python(), ["-m", "mechscope.activation_server.cli", "serve", "--model", "organism", "--no-saes",
-    "--datasets", datasetDir, "--host", "127.0.0.1", "--port", String(port), "--viewer-dir", join(VIEWER, "dist"),
-    "--workers", "2", "--log-level", "warning"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MECHSCOPE_LLM_BASE_URL: "" } });
-  server.stdout.on("data", (d) => { serverLog += d; });
-  server.stderr.on("data", (d) => { serverLog += d; });
-  await waitFor(`${base}/readyz`, 200, 120_000, server);
+  server = await startServer({ args: ["--no-saes", "--datasets", datasetDir, "--workers", "2"],
+    env: { MECHSCOPE_LLM_BASE_URL: "" } });
+  base = server.base;
   // the table's top nodes, explained now through the API (all but the last neuron, kept for the page's button)
   const result = await api("/attribution", { prompts: [{ text: PROMPT, interventions: [] }], loss: LOSS,
     mlp: "neurons", attention: "heads", trace: null, top_k: 20 });
@@ -121,18 +75,15 @@ before(async () => {
   for (const n of nodes.filter((x) => x !== neurons[neurons.length - 1])) {
     await api("/explanations/explain", { kind: n.kind, layer: n.layer, index: n.index });
   }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
 });
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    server.kill("SIGTERM");
-    await new Promise((r) => { const t = setTimeout(() => { server.kill("SIGKILL"); r(); }, 10_000); server.on("exit", () => { clearTimeout(t); r(); }); });
-  }
+  await server?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-  if (process.exitCode) console.error(serverLog.slice(-4000));
+  if (process.exitCode && server) console.error(server.log().slice(-4000));
 });
 
 describe("explanations in the neuron viewer", () => {

@@ -50,13 +50,13 @@ export async function waitFor(url, status, timeoutMs, proc) {
 
 /** Starts `mechscope serve` with `args` (after --model) and waits for /readyz. Returns
  * { base, log(), stop() }. */
-export async function startServer({ model = "organism", args = [], viewerDir = join(VIEWER, "dist") } = {}) {
+export async function startServer({ model = "organism", args = [], viewerDir = join(VIEWER, "dist"), env = {} } = {}) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let log = "";
   const proc = spawn(python(), ["-m", "mechscope.activation_server.cli", "serve", "--model", model, ...args,
     "--host", "127.0.0.1", "--port", String(port), "--viewer-dir", viewerDir, "--log-level", "warning"],
-  { stdio: ["ignore", "pipe", "pipe"] });
+  { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   proc.stdout.on("data", (d) => { log += d; });
   proc.stderr.on("data", (d) => { log += d; });
   await waitFor(`${base}/readyz`, 200, 120_000, proc);
