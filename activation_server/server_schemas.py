@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .schema_checks import MAX_INTERVENTIONS, MAX_PROMPTS, MAX_TOKEN_IDS, reject_lone_surrogates
-from .schemas import NodeRef, PathPatchingResult
+from .schemas import NodeRef
 
 
 class _Strict(BaseModel):

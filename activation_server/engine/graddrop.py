@@ -21,11 +21,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mechscope.inference.interventions import OnRows
-
 from .node_table import NodeGroup
-from .node_values import PassValues, forward_backward, node_groups
-from .prompts import PreparedPrompts
+from .node_values import total_effects_over_copies
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,7 +55,6 @@ def dropped_estimates(engine: Engine, planned: _Planned) -> list[NodeGroup]:
     estimated total effect with layer ``l``'s gradient dropped, for each ``l``."""
     model, prepared = engine.model, planned.prepared
     L, B = model.cfg.n_layers, prepared.batch
-    blocks = PreparedPrompts.concatenated([prepared] * L)
     hooks = list(planned.loss_objective.hooks)
     for layer in range(L):
         rows = torch.zeros(L * B, dtype=torch.bool)
@@ -66,9 +62,5 @@ def dropped_estimates(engine: Engine, planned: _Planned) -> list[NodeGroup]:
         hooks += [(f"blocks.{layer}.hook_attn_out", _dropper(rows)), (f"blocks.{layer}.hook_mlp_out", _dropper(rows))]
     objective = dataclasses.replace(planned.loss_objective, hooks=hooks,
                                     positions=planned.loss_objective.positions * L)
-    interventions = [OnRows(iv, layer * B, (layer + 1) * B) for layer in range(L) for iv in planned.interventions]
-    _, _, acts, grad = forward_backward(engine, blocks, interventions, objective, planned.mlp_plan, planned.attn_plan,
-                                        planned.splice_points, objective.positions)
-    groups, _ = node_groups(PassValues(engine, blocks, objective, acts, grad), planned.mlp_plan, planned.attn_plan)
-    return [NodeGroup(g.kind, g.layer, g.sae, {"dropped": g.values["total_effect"].view(L, B, *g.shape)})
-            for g in groups]
+    return total_effects_over_copies(engine, prepared, planned.interventions, objective, planned.mlp_plan,
+                                     planned.attn_plan, planned.splice_points, L, "dropped")

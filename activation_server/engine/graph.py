@@ -134,7 +134,8 @@ def _edges(engine, t, nodes: list[_Node], request: GraphRequest) -> list[GraphEd
     # gradient of the loss at each head's output, for heads as downstream nodes
     loss_grad_at_attn_out = _loss_grad_at(engine, t, request, sae_points)
     with torch.enable_grad():
-        logits = model(tokens, fwd_hooks=hooks, splices=engine.splices(sae_points))
+        # the scalars are read inside the blocks: no final LayerNorm, no unembedding of k x n x vocab logits
+        model(tokens, fwd_hooks=hooks, splices=engine.splices(sae_points), stop_at_layer=n)
         scalars = []
         for r, v in enumerate(downstream):
             if v.kind == "mlp_neuron":

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mechscope.inference.interventions import OnRows
 
 from ..schemas import LossSpec
 from .node_table import NodeGroup
-from .node_values import PassValues, forward_backward, node_groups
+from .node_values import total_effects_over_copies
 from .objective import loss_token_ids
-from .prompts import PreparedPrompts
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -38,7 +36,6 @@ def logit_changes(engine: Engine, planned: _Planned, tokens: list[list[int]]) ->
     B, K = prepared.batch, len(tokens[0])
     if len(tokens) != B or any(len(t) != K for t in tokens):
         raise ValueError("logit_changes needs K tokens for every prompt")
-    rows = PreparedPrompts.concatenated([prepared] * K)
     union = tuple(sorted({t for ts in tokens for t in ts}))
     column = torch.tensor([union.index(tokens[i][j]) for j in range(K) for i in range(B)])
     pick = torch.arange(K * B)
@@ -47,12 +44,8 @@ def logit_changes(engine: Engine, planned: _Planned, tokens: list[list[int]]) ->
         return logits[pick, 0, column]
     objective = dataclasses.replace(planned.loss_objective, scalar=scalar, logit_columns=union,
                                     positions=planned.loss_objective.positions * K)
-    interventions = [OnRows(iv, j * B, (j + 1) * B) for j in range(K) for iv in planned.interventions]
-    _, _, acts, grad = forward_backward(engine, rows, interventions, objective, planned.mlp_plan, planned.attn_plan,
-                                        planned.splice_points, objective.positions)
-    groups, _ = node_groups(PassValues(engine, rows, objective, acts, grad), planned.mlp_plan, planned.attn_plan)
-    return [NodeGroup(g.kind, g.layer, g.sae, {"logits": g.values["total_effect"].view(K, B, *g.shape)})
-            for g in groups]
+    return total_effects_over_copies(engine, prepared, planned.interventions, objective, planned.mlp_plan,
+                                     planned.attn_plan, planned.splice_points, K, "logits")
 
 
 def softmax_total_effects(engine: Engine, planned: _Planned, clean_logits: torch.Tensor, k: int = 32

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mechscope.inference.hooks import HookContext
+from mechscope.inference.interventions import OnRows
 
 from ..schemas import AttributionRequest
 from .node_table import NodeGroup
@@ -263,3 +264,21 @@ def _sae_groups(pv: PassValues, point: str, layer: int, side: str) -> tuple[list
             b_res = b_res @ to_resid + model.h[layer].mlp.c_proj.bias
         bias = (b_res * g_read).sum(-1).sum(-1)
     return groups, bias
+
+
+def total_effects_over_copies(engine: Engine, prepared: PreparedPrompts, interventions: list, objective: Objective,
+                              mlp_plan: dict, attn_plan: dict, splice_points: list[str], copies: int, column: str
+                              ) -> list[NodeGroup]:
+    """One forward/backward pass over ``copies`` stacked copies of ``prepared`` (each copy with the
+    prompts' own interventions; ``objective`` covers all ``copies × batch`` rows), and each node
+    group's estimated total effect as its only column, ``column`` ``[copies, batch, *shape]``.
+    GradDrop (a layer's gradient dropped per copy) and the logit-space estimate (one logit per copy)
+    are both such passes."""
+    B = prepared.batch
+    rows = PreparedPrompts.concatenated([prepared] * copies)
+    interventions = [OnRows(iv, j * B, (j + 1) * B) for j in range(copies) for iv in interventions]
+    _, _, acts, grad = forward_backward(engine, rows, interventions, objective, mlp_plan, attn_plan, splice_points,
+                                        objective.positions)
+    groups, _ = node_groups(PassValues(engine, rows, objective, acts, grad), mlp_plan, attn_plan)
+    return [NodeGroup(g.kind, g.layer, g.sae, {column: g.values["total_effect"].view(copies, B, *g.shape)})
+            for g in groups]

@@ -105,7 +105,6 @@ class ExplanationStore:
     def iter_ours(self) -> Iterator[tuple[NodeKey, Explanation]]:
         for explainer in self.explainers():
             for key in list(self.store.list(self._key(OURS, explainer) + "/")):
-                group = key.rsplit("/", 1)[-1][: -len(".json")]
                 raw = json.loads(self.store.read(key))
                 for i, e in raw.get("nodes", {}).items():
                     yield (NodeKey(raw["kind"], raw["layer"], int(i), raw.get("hook_point")),
