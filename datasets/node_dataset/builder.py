@@ -139,15 +139,8 @@ class NodeDatasetBuilder:
     # ---- run -----------------------------------------------------------------------------------
     def run(self, *, resume: bool = True, overwrite: bool = False) -> dict:
         """Build (or finish building) the dataset; returns its manifest."""
-        existing = self._existing_manifest()
-        if existing is not None:
-            if existing.get("fingerprint") == self.fingerprint:
-                return existing
-            if not overwrite:
-                raise BuildMismatchError(
-                    f"{self.store.description} already holds a different node dataset at '{self.prefix}'; "
-                    "pass overwrite=True (--overwrite) to replace it", field="prefix")
-            self.store.delete(self._key(MANIFEST_KEY))
+        if (finished := self.finished_manifest(overwrite=overwrite)) is not None:
+            return finished
         self.states = self.fresh_states()
         start_batch = self._restore() if resume else 0
         if not resume:
@@ -166,6 +159,21 @@ class NodeDatasetBuilder:
         n_ctx, d_model = self.corpus.n_ctx, self.model.cfg.d_model
         return {s.name: GroupState(s.n_nodes, self.config, n_ctx, token_pair=s.token_pair, d_model=d_model,
                                    num_batches=self.num_batches) for s in self.specs}
+
+    def finished_manifest(self, *, overwrite: bool) -> dict | None:
+        """The manifest of this very build if it is already finished at the prefix; a different
+        finished dataset there is an error, or (``overwrite``) unpublished so that it can be rebuilt."""
+        existing = self._existing_manifest()
+        if existing is None:
+            return None
+        if existing.get("fingerprint") == self.fingerprint:
+            return existing
+        if not overwrite:
+            raise BuildMismatchError(
+                f"{self.store.description} already holds a different node dataset at '{self.prefix}'; "
+                "pass overwrite=True (--overwrite) to replace it", field="prefix")
+        self.store.delete(self._key(MANIFEST_KEY))
+        return None
 
     def _existing_manifest(self) -> dict | None:
         key = self._key(MANIFEST_KEY)

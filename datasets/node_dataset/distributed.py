@@ -54,7 +54,7 @@ from .merge import (PartialBuild, apply_calibration, calibration_from_bytes, cal
                                  calibration_to_bytes)
 from .config import BuildConfig
 from .sampling import SharedSample
-from .records import MANIFEST_KEY, DatasetIntegrityError
+from .records import DatasetIntegrityError
 from ..stores import open_store
 
 RAY_DIR = f"{BUILD_DIR}/ray"
@@ -233,15 +233,8 @@ class DistributedBuild:
 
     def run(self, *, address: str | None = None, resume: bool = True, overwrite: bool = False) -> dict:
         b = self.driver
-        existing = b._existing_manifest()
-        if existing is not None:
-            if existing.get("fingerprint") == b.fingerprint:
-                return existing
-            if not overwrite:
-                raise BuildMismatchError(
-                    f"{b.store.description} already holds a different node dataset at '{b.prefix}'; "
-                    "pass overwrite=True (--overwrite) to replace it", field="prefix")
-            b.store.delete(b._key(MANIFEST_KEY))
+        if (finished := b.finished_manifest(overwrite=overwrite)) is not None:
+            return finished
         if not resume:
             b._clear_checkpoints(keep=None)
         done = self._committed_shards()
