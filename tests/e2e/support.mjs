@@ -78,3 +78,20 @@ export async function apiPost(base, path, body) {
   assert.equal(r.status, 200, `${path}: ${await r.clone().text()}`);
   return r.json();
 }
+
+/** Milliseconds from clicking each metric's sort header to the re-sorted table being painted. */
+export async function sortTimes(page) {
+  const times = [];
+  for (const column of ["activation.left", "direct_effect.left", "write_magnitude.left", "total_effect.left"]) {
+    times.push(await page.evaluate(async (col) => {
+      const first = () => document.querySelector('[data-row-index="0"]').dataset.key;
+      const before = first();
+      const t0 = performance.now();
+      document.querySelector(`[data-sort="${col}"]`).click();
+      while (first() === before) await new Promise((r) => setTimeout(r, 0));
+      await new Promise((r) => requestAnimationFrame(() => r()));
+      return performance.now() - t0;
+    }, column));
+  }
+  return times;
+}

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, CHROMIUM, CHROMIUM_FLAGS, freePort, python, REPO, VIEWER, waitFor } from "./support.mjs";
+import { chromium, CHROMIUM, CHROMIUM_FLAGS, freePort, python, REPO, VIEWER, waitFor, sortTimes } from "./support.mjs";
 
 const SHOTS = join(REPO, "artifacts", "e2e");
 const PROMPT = "When Mary and John went to the store, John gave a drink to";
@@ -207,18 +207,7 @@ describe("neuron viewer against a live mechscope serve", () => {
   it("sorts a 10,000-row node table in under 200 ms", async () => {
     await page.goto(`${base}/?view=synthetic&rows=10000`);
     await page.getByTestId("row-count").getByText("10000 of 10000 nodes").waitFor();
-    const times = [];
-    for (const column of ["activation.left", "direct_effect.left", "write_magnitude.left", "total_effect.left"]) {
-      times.push(await page.evaluate(async (col) => {
-        const first = () => document.querySelector('[data-row-index="0"]').dataset.key;
-        const before = first();
-        const t0 = performance.now();
-        document.querySelector(`[data-sort="${col}"]`).click();
-        while (first() === before) await new Promise((r) => setTimeout(r, 0));
-        await new Promise((r) => requestAnimationFrame(() => r()));
-        return performance.now() - t0;
-      }, column));
-    }
+    const times = await sortTimes(page);
     console.log(`sort times for 10,000 rows (ms): ${times.map((t) => t.toFixed(1)).join(", ")}`);
     await page.locator('[data-testid="virtual-rows"]').evaluate((el) => { el.scrollTop = 24 * 5000; });
     await page.locator('[data-row-index="5000"]').waitFor();
