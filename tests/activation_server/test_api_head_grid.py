@@ -4,8 +4,7 @@ against a zero-ablation of the head's output done by hand."""
 import torch
 
 from mechscope.activation_server.engine.head_grid import head_grid
-from mechscope.activation_server.schemas import HeadGridRequest
-from mechscope.activation_server.schemas import AttributionRequest, LossSpec, PromptSpec
+from mechscope.activation_server.schemas import AttributionRequest, HeadGridRequest, LossSpec, PromptSpec
 
 from .conftest import IOI
 
