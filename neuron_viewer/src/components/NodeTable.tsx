@@ -78,6 +78,13 @@ function isExtra(column: Column): boolean {
   return (EXTRA_COLUMNS as readonly Column[]).includes(column);
 }
 
+/** A cell's tooltip: what a head's act is; an extra column's value in full precision. */
+function cellTitle(row: NodeRow, column: Column, v: number | null): string | undefined {
+  if (column === "activation" && row.kind === "attn_head") return "attention probability of this (query, key) pair";
+  if (isExtra(column) && v !== null) return `${METRIC_LABELS[column]} ${v}`;
+  return undefined;
+}
+
 const ROW_HEIGHT = 24;
 
 function sides(comparing: boolean): Side[] {
@@ -133,7 +140,7 @@ const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, 
         const v = value(row, metric, side);
         return (
           <span key={`${metric}.${side}`} className="nt-cell nt-num mono" role="cell" data-col={`${metric}.${side}`}
-            title={metric === "activation" && row.kind === "attn_head" ? "attention probability of this (query, key) pair" : undefined}
+            title={cellTitle(row, metric, v)}
             style={{ background: divergingColor(v, scales.get(`${metric}.${side}`) ?? 0) }}>
             {v === null && isExtra(metric) ? "" : formatNumber(v)}
           </span>

@@ -60,6 +60,7 @@ describe("node table columns from the estimate options", () => {
     expect(cells("exact_effect.left").slice(0, 6)).toEqual(["0.500", "-0.400", "0.300", "-0.200", "0.100", ""]);
     const top = document.querySelector('[data-row-index="0"] [data-col="exact_effect.left"]') as HTMLElement;
     expect(top.style.background).toContain("rgba(214, 39, 40, 0.8");
+    expect(top.getAttribute("title")).toBe("exact 0.5");
     const empty = document.querySelector('[data-row-index="5"] [data-col="exact_effect.left"]') as HTMLElement;
     expect(empty.style.background).toBe("transparent");
     expect(document.querySelector('[data-sort="exact_effect.left"]')!.getAttribute("title")).toMatch(/^exact — measured total effect\. loss\(clean\) − loss\(node zero-ablated\)/);
