@@ -49,7 +49,7 @@ test-viewer: setup-dev
 	cd $(VIEWER) && npm run --silent check:api && npm test --silent
 	$(PY) scripts/export_openapi.py --check
 	MECHSCOPE_PYTHON=$(PY) node --test --test-concurrency=1 tests/e2e/viewer.e2e.test.mjs tests/e2e/viewer_round2.e2e.test.mjs \
-	    tests/e2e/explanations.e2e.test.mjs
+	    tests/e2e/explanations.e2e.test.mjs tests/e2e/exact_effects.e2e.test.mjs
 
 # pytest runs last so its summary closes the output.
 test: setup-dev test-viewer

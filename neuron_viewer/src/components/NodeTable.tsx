@@ -5,22 +5,32 @@ import type { NodeKind, NodeRow } from "../api/client";
 import { divergingColor, formatNumber } from "../lib/color";
 import { TIPS } from "../lib/glossary";
 import { columnScale, componentLabel, KIND_LABELS, positionLabel, tableRows, topKExplanation, value } from "../lib/nodes";
-import type { HeadScope } from "../lib/requests";
-import { METRICS, type DebuggerState, type Metric, type Side, type SortSpec } from "../lib/urlState";
+import type { HeadScope, ShownEstimate } from "../lib/requests";
+import { EXTRA_COLUMNS, METRICS, type Column, type DebuggerState, type Metric, type Side, type SortSpec } from "../lib/urlState";
 import { VirtualRows } from "./VirtualRows";
 import { ExplanationCell, ExplanationHeader, ExplanationsProvider } from "./ExplanationCell";
 
-export const METRIC_LABELS: Record<Metric, string> = {
+export const METRIC_LABELS: Record<Column, string> = {
   activation: "act",
   write_magnitude: "write",
   direct_effect: "direct",
   total_effect: "total",
+  exact_effect: "exact",
+  graddrop: "graddrop",
 };
 
-/** Which estimate the "total" column shows (the server's default total_effect_ln, README: Glossary). */
-export const TOTAL_EFFECT_NOTE =
-  " — estimated total effect linearised at the live final LayerNorm (the true gradient, attribution patching):" +
-  " it ranks nodes the way ablating them does, better than the frozen-scale estimate (scripts/eval_attribution.py)";
+/** Which linearisation the "total" column shows (the request's total_effect_ln, README: Glossary), and why
+ * live is the default. */
+export const TOTAL_EFFECT_NOTE: Record<ShownEstimate, string> = {
+  live: " Shown: linearised at the live final LayerNorm (as requested; the default), the true gradient of the loss" +
+    " (attribution patching), whose scale follows the node as in a real ablation. Live is the default because it ranks" +
+    " nodes the way ablating them does, better than the frozen-scale estimate (scripts/eval_attribution.py).",
+  frozen: " Shown: linearised with the final LayerNorm scale held constant (as requested: frozen, TDB's convention)." +
+    " Live, the default, is the true gradient and ranks nodes the way ablating them does, better than this" +
+    " (scripts/eval_attribution.py).",
+  trace: " Shown: tracing, linearised at the traced node's frozen read point (the live / frozen choice applies when" +
+    " the loss is explained).",
+};
 
 export type NodeAction =
   | { type: "ablate"; mode: "zero" | "mean" | "resample"; scope?: HeadScope }
@@ -41,6 +51,8 @@ export interface NodeTableProps {
   height?: number;
   /** the request's top-k and prompt count (to explain the row count) */
   topK?: number;
+  /** the linearisation of the request's total column (default: the server's, live) */
+  estimate?: ShownEstimate;
 }
 
 /** The metric columns shown: the view's choice, else all four (direct and total when comparing,
@@ -48,6 +60,29 @@ export interface NodeTableProps {
 export function shownMetrics(cols: Metric[] | undefined, comparing: boolean): Metric[] {
   if (cols && cols.length) return METRICS.filter((m) => cols.includes(m));
   return comparing ? ["direct_effect", "total_effect"] : [...METRICS];
+}
+
+/** The value columns: the shown metrics, then the extra columns the rows carry (exact right after
+ * total when total is shown, else after the metrics; graddrop last). */
+export function tableColumns(metrics: Metric[], rows: NodeRow[]): Column[] {
+  const extras: Column[] = EXTRA_COLUMNS.filter((c) => rows.some((r) => r.values.some((v) => v?.[c] !== null && v?.[c] !== undefined)));
+  const after: Column[] = metrics.includes("total_effect") ? extras.filter((c) => c === "exact_effect") : [];
+  return [
+    ...metrics.flatMap((m): Column[] => (m === "total_effect" ? [m, ...after] : [m])),
+    ...extras.filter((c) => !after.includes(c)),
+  ];
+}
+
+/** An extra column is empty, not "–", where a row has no value (it was not measured for that row). */
+function isExtra(column: Column): boolean {
+  return (EXTRA_COLUMNS as readonly Column[]).includes(column);
+}
+
+/** A cell's tooltip: what a head's act is; an extra column's value in full precision. */
+function cellTitle(row: NodeRow, column: Column, v: number | null): string | undefined {
+  if (column === "activation" && row.kind === "attn_head") return "attention probability of this (query, key) pair";
+  if (isExtra(column) && v !== null) return `${METRIC_LABELS[column]} ${v}`;
+  return undefined;
 }
 
 const ROW_HEIGHT = 24;
@@ -93,7 +128,7 @@ function Actions({ row, comparing, onAction }: { row: NodeRow; comparing: boolea
 }
 
 const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, onAction }: {
-  row: NodeRow; index: number; tokens: string[]; comparing: boolean; metrics: Metric[]; scales: Map<string, number>;
+  row: NodeRow; index: number; tokens: string[]; comparing: boolean; metrics: Column[]; scales: Map<string, number>;
   onAction: NodeTableProps["onAction"];
 }) {
   return (
@@ -105,9 +140,9 @@ const Row = memo(function Row({ row, index, tokens, comparing, metrics, scales, 
         const v = value(row, metric, side);
         return (
           <span key={`${metric}.${side}`} className="nt-cell nt-num mono" role="cell" data-col={`${metric}.${side}`}
-            title={metric === "activation" && row.kind === "attn_head" ? "attention probability of this (query, key) pair" : undefined}
+            title={cellTitle(row, metric, v)}
             style={{ background: divergingColor(v, scales.get(`${metric}.${side}`) ?? 0) }}>
-            {formatNumber(v)}
+            {v === null && isExtra(metric) ? "" : formatNumber(v)}
           </span>
         );
       }))}
@@ -121,23 +156,25 @@ const ALL_KINDS: NodeKind[] = ["embedding", "pos_embedding", "attn_head", "mlp_n
 
 const SIDE_TIPS: Record<Side, string> = { left: TIPS.sideL, right: TIPS.sideR, diff: TIPS.sideDiff };
 
-export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onAction, layers, height = 480, topK }: NodeTableProps) {
+export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onAction, layers, height = 480, topK,
+  estimate = "live" }: NodeTableProps) {
   const shown = useMemo(() => tableRows(rows, view), [rows, view]);
   const metrics = useMemo(() => shownMetrics(view.cols, comparing), [view.cols, comparing]);
+  const columns = useMemo(() => tableColumns(metrics, rows), [metrics, rows]);
   const scales = useMemo(() => {
     const m = new Map<string, number>();
-    for (const metric of METRICS) for (const side of sides(comparing)) m.set(`${metric}.${side}`, columnScale(shown, metric, side));
+    for (const column of columns) for (const side of sides(comparing)) m.set(`${column}.${side}`, columnScale(shown, column, side));
     return m;
-  }, [shown, comparing]);
+  }, [shown, columns, comparing]);
   const present = useMemo(() => ALL_KINDS.filter((k) => rows.some((r) => r.kind === k)), [rows]);
   const sort = view.sort;
-  const header = (metric: Metric, side: Side) => {
+  const header = (metric: Column, side: Side) => {
     const active = sort.metric === metric && sort.side === side;
     const next: SortSpec = active ? { ...sort, desc: !sort.desc } : { metric, side, desc: true, abs: sort.abs };
     return (
       <button key={`${metric}.${side}`} className={`nt-cell nt-num nt-head${active ? " active" : ""}`} role="columnheader"
         aria-sort={active ? (sort.desc ? "descending" : "ascending") : "none"} data-sort={`${metric}.${side}`}
-        onClick={() => onSort(next)} title={`${TIPS[metric]}${metric === "total_effect" ? TOTAL_EFFECT_NOTE : ""}${comparing ? ` ${SIDE_TIPS[side]}` : ""} Click to sort.`}>
+        onClick={() => onSort(next)} title={`${TIPS[metric]}${metric === "total_effect" ? TOTAL_EFFECT_NOTE[estimate] : ""}${comparing ? ` ${SIDE_TIPS[side]}` : ""} Click to sort.`}>
         {METRIC_LABELS[metric]}{comparing ? ` ${side === "diff" ? "Δ" : side === "left" ? "L" : "R"}` : ""}
         {active ? (sort.desc ? " ▼" : " ▲") : ""}
       </button>
@@ -195,7 +232,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
         <span className="nt-cell nt-kind" title={TIPS.kind}>type</span>
         <span className="nt-cell nt-name" title={TIPS.nodeName}>node</span>
         <span className="nt-cell nt-pos" title={TIPS.position}>token (q ← k)</span>
-        {metrics.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
+        {columns.flatMap((metric) => sides(comparing).map((side) => header(metric, side)))}
         <span className="nt-cell nt-actions">actions</span>
         <ExplanationHeader />
       </div>
@@ -204,7 +241,7 @@ export function NodeTable({ rows, tokens, comparing, view, onSort, onFilter, onA
       ) : (
         <VirtualRows count={shown.length} rowHeight={ROW_HEIGHT} height={Math.min(height, shown.length * ROW_HEIGHT + 2)}
           renderRow={(i) => (
-            <Row key={shown[i].key} row={shown[i]} index={i} tokens={tokens} comparing={comparing} metrics={metrics} scales={scales} onAction={onAction} />
+            <Row key={shown[i].key} row={shown[i]} index={i} tokens={tokens} comparing={comparing} metrics={columns} scales={scales} onAction={onAction} />
           )} />
       )}
     </div>

@@ -13,6 +13,8 @@ export const GLOSSARY = {
   trace: "Attribute one node's pre-activation (or a head's attention logit through its query, key or both, or its write through its value) to the nodes before it.",
   ablate: "Replace a node's value with zero (zero), its mean over a reference corpus (mean), or its value on a random reference prompt (resample).",
   patch: "Take a node's value from another prompt's run.",
+  exact_effect: "loss(clean) − loss(node zero-ablated), measured by really ablating the node: what the estimated total effect estimates.",
+  graddrop: "GradDrop (AtP*): the mean over the other layers of |the estimated total effect with that layer's gradient dropped|; much larger than |total effect| where paths cancel and the estimate may hide a node that matters.",
 } as const;
 
 export type GlossaryTerm = keyof typeof GLOSSARY;
@@ -26,6 +28,9 @@ export const TIPS = {
   write_magnitude: `write — write magnitude. ${GLOSSARY.write_magnitude} ${GLOSSARY.write_vector}`,
   direct_effect: `direct — direct effect. ${GLOSSARY.direct_effect}`,
   total_effect: `total — estimated total effect. ${GLOSSARY.total_effect}`,
+  exact_effect: `exact — measured total effect. ${GLOSSARY.exact_effect} Only the rows the request ablated for real ` +
+    "(\"exact top N\": the table's first N rows, most |total| first) have one; the others are empty.",
+  graddrop: `graddrop — GradDrop score. ${GLOSSARY.graddrop}`,
   sideL: "L: the value on the first prompt.",
   sideR: "R: the value on the second prompt.",
   sideDiff: "Δ: the second prompt's value minus the first's.",
@@ -65,4 +70,18 @@ export const TIPS = {
   pathPatching: "Path patching: the senders' effect on the objective only through the receivers' query/key/value inputs; senders take their value on the second (corrupted) prompt.",
   steer: "Steer generation with this node: add α × its write direction at its token (opens the generate & steer panel).",
   generate: "Continue the prompt greedily, without and with the interventions, side by side.",
+  estimateLN: "Where the estimated total effect (the total column) is linearised. live (the default): the true gradient of the " +
+    "loss (attribution patching): the final LayerNorm scale follows the node and SAE errors follow their input, as in a real " +
+    "ablation, so it ranks nodes the way ablating them does (scripts/eval_attribution.py). frozen: the final LayerNorm scale " +
+    "held constant and SAE errors fixed (TDB's convention). Both cost the same; direct effects are the same in both.",
+  softmax: "AtP* softmax correction (total_effect_softmax): estimate each node's removal linearly up to the logits and recompute " +
+    "the log-probability exactly, so that nodes a confident (saturated) prediction rests on are not ranked ≈ 0. " +
+    "Cost: one more batched pass of about 33 rows per prompt.",
+  softmaxOff: "Not available here: the server applies it to log-probability losses only, and the debugger explains a logit " +
+    "difference, which is linear in the logits (no output softmax to correct).",
+  exactTopN: `Exact ablation for the top N rows: zero-ablate each of the table's first N rows (most |total| first) for real and show ` +
+    `the result in an exact column beside total. ${GLOSSARY.exact_effect} Cost: one more forward pass of N batch rows per ` +
+    "prompt (50 rows ≈ 1.8 × a node table). 0: off.",
+  graddropToggle: `Add a graddrop column. ${GLOSSARY.graddrop} Cost: one more batched pass of n_layers rows per prompt.`,
+  measuresOff: "Not while tracing: it measures effects on the loss (the server refuses it with a trace).",
 } as const;

@@ -1,6 +1,6 @@
 /** The node table's model: labels, values per side (left / right / diff), filtering and sorting. */
 import type { NodeKind, NodeRef, NodeRow, TraceSpec } from "../api/client";
-import type { DebuggerState, Metric, Side, SortSpec } from "./urlState";
+import type { Column, DebuggerState, Side, SortSpec } from "./urlState";
 
 export const KIND_LABELS: Record<NodeKind, string> = {
   embedding: "token emb",
@@ -83,7 +83,8 @@ export function describeTrace(trace: TraceSpec, tokens?: string[]): string {
   return `${describeNode(trace.node, tokens)} via ${trace.through ?? "pre"}${down}`;
 }
 
-export function value(row: NodeRow, metric: Metric, side: Side): number | null {
+/** A row's value in one column on one side (null where the node is absent or the column was not computed for it). */
+export function value(row: NodeRow, metric: Column, side: Side): number | null {
   const left = row.values[0]?.[metric] ?? null;
   if (side === "left") return left;
   const right = row.values[1]?.[metric] ?? null;
@@ -146,7 +147,7 @@ export function topKExplanation(k: number, prompts: number, rows: number): strin
 }
 
 /** The largest |value| of a column (for colour scaling). */
-export function columnScale(rows: NodeRow[], metric: Metric, side: Side): number {
+export function columnScale(rows: NodeRow[], metric: Column, side: Side): number {
   let best = 0;
   for (const row of rows) {
     const v = value(row, metric, side);

@@ -1,7 +1,7 @@
 /** Building API requests from the URL state (pure functions, tested). */
 import type { AttributionRequest, NodeIntervention, NodeRow, TraceSpec } from "../api/client";
 import { nodeRef, sameNode } from "./nodes";
-import type { DebuggerState } from "./urlState";
+import type { DebuggerState, EffectLN } from "./urlState";
 
 export function lossSpec(state: DebuggerState): AttributionRequest["loss"] {
   return { kind: "logit_diff", targets: state.targets, distractors: state.distractors };
@@ -10,15 +10,53 @@ export function lossSpec(state: DebuggerState): AttributionRequest["loss"] {
 export function attributionRequest(state: DebuggerState, overrides: Partial<AttributionRequest> = {}): AttributionRequest {
   const prompts: AttributionRequest["prompts"] = [{ text: state.prompt, interventions: state.interventions }];
   if (state.prompt2) prompts.push({ text: state.prompt2, interventions: [] });
+  const loss = lossSpec(state);
   return {
     prompts,
-    loss: lossSpec(state),
+    loss,
     mlp: state.mlp,
     attention: state.attention,
     trace: state.trace,
     top_k: state.topK,
+    ...estimateFields(state, loss),
     ...overrides,
   };
+}
+
+/** The estimate options of a state (issue 23) that apply to it. */
+export type EstimateOptions = Pick<DebuggerState, "estimate" | "softmax" | "exactTopN" | "graddrop">;
+
+/** Does the server take total_effect_softmax for this loss? Only a log_prob loss explaining the loss
+ * itself (a logit difference is linear in the logits; a trace has no output softmax). */
+export function softmaxApplies(loss: AttributionRequest["loss"], trace: DebuggerState["trace"]): boolean {
+  return loss.kind === "log_prob" && !trace;
+}
+
+/** exact_top_n and graddrop measure effects on the loss: the server refuses them with a trace. */
+export function measuresApply(trace: DebuggerState["trace"]): boolean {
+  return !trace;
+}
+
+/** The request fields of the estimate options, each only when it differs from the server's default
+ * and applies to the request (see softmaxApplies, measuresApply). */
+export function estimateFields(state: EstimateOptions & Pick<DebuggerState, "trace">, loss: AttributionRequest["loss"]
+): Partial<AttributionRequest> {
+  const fields: Partial<AttributionRequest> = {};
+  if (state.estimate !== "live") fields.total_effect_ln = state.estimate;
+  if (state.softmax && softmaxApplies(loss, state.trace)) fields.total_effect_softmax = true;
+  if (measuresApply(state.trace)) {
+    if (state.exactTopN > 0) fields.exact_top_n = state.exactTopN;
+    if (state.graddrop) fields.graddrop = true;
+  }
+  return fields;
+}
+
+/** The linearisation the "total" column of a result shows: the requested one, except that a trace
+ * always reads the frozen-scale gradient (the server ignores total_effect_ln there). */
+export type ShownEstimate = EffectLN | "trace";
+
+export function shownEstimate(state: Pick<DebuggerState, "estimate" | "trace">): ShownEstimate {
+  return state.trace ? "trace" : state.estimate;
 }
 
 /** What a head row's action acts on: the whole head at the query token (key_position null: zero,

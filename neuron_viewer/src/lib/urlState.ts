@@ -4,12 +4,22 @@ import type { NodeIntervention, NodeKind, SweepKind, TraceSpec } from "../api/cl
 
 export const METRICS = ["activation", "write_magnitude", "direct_effect", "total_effect"] as const;
 export type Metric = (typeof METRICS)[number];
+/** Columns the node table adds when the rows carry them (issue 23: exact_top_n, graddrop). */
+export const EXTRA_COLUMNS = ["exact_effect", "graddrop"] as const;
+export type ExtraColumn = (typeof EXTRA_COLUMNS)[number];
+/** Any value column of the node table (a sort key). */
+export type Column = Metric | ExtraColumn;
+const COLUMNS: readonly string[] = [...METRICS, ...EXTRA_COLUMNS];
+/** Where the estimated total effect is linearised (the request's total_effect_ln; live is the server's default). */
+export type EffectLN = "live" | "frozen";
+/** The most rows a request may ablate for real (the schema's bound on exact_top_n). */
+export const MAX_EXACT_TOP_N = 200;
 export type Side = "left" | "right" | "diff";
 export type Panel = "none" | "sweep" | "graph" | "lens" | "heads" | "path" | "generate";
 export const PANELS: Panel[] = ["none", "sweep", "graph", "lens", "heads", "path", "generate"];
 
 export interface SortSpec {
-  metric: Metric;
+  metric: Column;
   side: Side;
   desc: boolean;
   /** sort by |value| (the default: biggest effects either way first) */
@@ -52,6 +62,14 @@ export interface DebuggerState {
   steer: string;
   alpha: number;
   steerPositions: number[];
+  /** the estimated total effect's linearisation point (issue 23) */
+  estimate: EffectLN;
+  /** exact output softmax in the estimate (total_effect_softmax; log_prob losses only) */
+  softmax: boolean;
+  /** zero-ablate the table's first N rows for real (exact_top_n; 0 = off) */
+  exactTopN: number;
+  /** each row's GradDrop score */
+  graddrop: boolean;
 }
 
 export interface NodeAddress {
@@ -93,6 +111,10 @@ export const DEFAULT_STATE: DebuggerState = {
   steer: "",
   alpha: 10,
   steerPositions: [],
+  estimate: "live",
+  softmax: false,
+  exactTopN: 0,
+  graddrop: false,
 };
 
 const SWEEP_KINDS: SweepKind[] = ["heads", "heads_by_position", "resid_pre", "attn_out", "mlp_out"];
@@ -118,7 +140,7 @@ function parseSort(value: string | null): SortSpec {
   if (!value) return DEFAULT_STATE.sort;
   const [metric, side, dir, abs] = value.split(".");
   return {
-    metric: (METRICS as readonly string[]).includes(metric) ? (metric as Metric) : DEFAULT_STATE.sort.metric,
+    metric: COLUMNS.includes(metric) ? (metric as Column) : DEFAULT_STATE.sort.metric,
     side: side === "right" || side === "diff" ? side : "left",
     desc: dir !== "asc",
     abs: abs !== "signed",
@@ -156,6 +178,10 @@ export function parseState(params: URLSearchParams): DebuggerState {
     alpha: Number.isFinite(Number(params.get("alpha"))) && params.get("alpha") !== null && params.get("alpha") !== ""
       ? Number(params.get("alpha")) : DEFAULT_STATE.alpha,
     steerPositions: (params.get("spos") ?? "").split(",").filter((x) => /^\d+$/.test(x)).map(Number),
+    estimate: params.get("ln") === "frozen" ? "frozen" : "live",
+    softmax: params.get("softmax") === "1",
+    exactTopN: Math.min(MAX_EXACT_TOP_N, Math.max(0, intOr(params.get("exact"), 0))),
+    graddrop: params.get("graddrop") === "1",
   };
 }
 
@@ -188,6 +214,10 @@ export function stateToParams(state: DebuggerState, params = new URLSearchParams
   if (state.steer) params.set("steer", state.steer);
   if (state.alpha !== d.alpha) params.set("alpha", String(state.alpha));
   if (state.steerPositions.length) params.set("spos", state.steerPositions.join(","));
+  if (state.estimate !== d.estimate) params.set("ln", state.estimate);
+  if (state.softmax) params.set("softmax", "1");
+  if (state.exactTopN !== d.exactTopN) params.set("exact", String(state.exactTopN));
+  if (state.graddrop) params.set("graddrop", "1");
   return params;
 }
 

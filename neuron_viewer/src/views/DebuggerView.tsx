@@ -8,7 +8,7 @@ import { TokenStrip } from "../components/TokenStrip";
 import { formatNumber } from "../lib/color";
 import { TIPS } from "../lib/glossary";
 import { componentLabel, describeNode, describeTrace } from "../lib/nodes";
-import { attributionRequest, withIntervention, withTrace } from "../lib/requests";
+import { attributionRequest, shownEstimate, withIntervention, withTrace } from "../lib/requests";
 import { useClient, useLoad } from "../lib/useApi";
 import { Status } from "../components/Status";
 import type { DebuggerState, NodeAddress } from "../lib/urlState";
@@ -45,8 +45,10 @@ function LossPanel({ state, resultState, result, navigate }: {
 }) {
   const client = useClient();
   const tokens = result.prompts[0].tokens;
-  // the same request without interventions (the trace, if any, kept): the value before the changes
-  const baselineReq = useMemo(() => attributionRequest({ ...resultState, interventions: [] }, { top_k: 1 }), [resultState]);
+  // the same request without interventions (the trace, if any, kept): the value before the changes;
+  // nothing measured beside the estimate (the loss is all it reads)
+  const baselineReq = useMemo(() => attributionRequest({ ...resultState, interventions: [], exactTopN: 0, graddrop: false, softmax: false },
+    { top_k: 1 }), [resultState]);
   const baseline = useLoad(resultState.interventions.length ? JSON.stringify(baselineReq) : null,
     () => unwrap(client.POST("/api/v1/attribution", { body: baselineReq })));
   // the loss before / after each change, in the order the changes were made in this tab
@@ -148,7 +150,7 @@ export function ResultView({ state, resultState = state, info, result, navigate,
           <NodeTable rows={result.nodes} tokens={result.prompts[0].tokens} comparing={comparing} view={state} layers={layers}
             onSort={(sort) => navigate({ ...state, sort })}
             onFilter={(f) => navigate({ ...state, ...f })}
-            onAction={onAction} topK={resultState.topK} />
+            onAction={onAction} topK={resultState.topK} estimate={shownEstimate(resultState)} />
         </div>
       </div>
     </>

@@ -7,8 +7,9 @@ import { showToken } from "../lib/color";
 import { useTokens } from "../lib/useApi";
 import { TIPS } from "../lib/glossary";
 import { unseenPositions, unseenWarning, UNSEEN_NOTE, useKnownTokens } from "../lib/vocabulary";
-import { swapTargets } from "../lib/requests";
-import type { DebuggerState } from "../lib/urlState";
+import { lossSpec, swapTargets } from "../lib/requests";
+import { MAX_EXACT_TOP_N, type DebuggerState } from "../lib/urlState";
+import { EstimateControls } from "../components/EstimateControls";
 
 function TokenPreview({ text, info, label }: { text: string; info: ServerInfo | null; label: string }) {
   const tokens = useTokens(text);
@@ -76,6 +77,9 @@ export function PromptForm({ state, info, onRun }: { state: DebuggerState; info:
         <TokenList label="distractors" values={draft.distractors} onChange={(distractors) => setDraft({ ...draft, distractors })}
           prompt={draft.prompt} info={info} title={TIPS.distractors} />
       </div>
+      <EstimateControls options={draft} loss={lossSpec(draft)} trace={draft.trace}
+        maxExact={Math.min(MAX_EXACT_TOP_N, info?.limits.max_top_k ?? MAX_EXACT_TOP_N)}
+        onChange={(patch) => setDraft({ ...draft, ...patch })} />
       <div className="toggles">
         <label className="chip" title={hasMlpSae ? TIPS.mlpLatents : "the server has no MLP SAE"}>
           <input type="checkbox" disabled={!hasMlpSae} checked={draft.mlp === "latents"}
