@@ -114,6 +114,7 @@ class IOIScores:
     logit_diff: float
     unseen_token_mass: float
     n: int
+    io_beats_s_rate_by_order: dict[str, float] = field(default_factory=dict)   # ABBA / BABA
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ def score_ioi(logits_fn: LogitsFn, examples: Sequence[IOIExample], vocabulary: S
         beats.append(float(io > s))
         diffs.append(float(io - s))
         masses.append(float(_unseen_mass(logits, unseen)[0]))
-    return IOIScores(_mean(correct), _mean(beats), _mean(diffs), _mean(masses), len(examples))
+    by_order = {order: _mean([b for b, e in zip(beats, examples) if e.order == order])
+                for order in sorted({e.order for e in examples})}
+    return IOIScores(_mean(correct), _mean(beats), _mean(diffs), _mean(masses), len(examples), by_order)
 
 
 def score_induction(logits_fn: LogitsFn, examples: Sequence[InductionExample], vocabulary: Sequence[int], *,
@@ -225,6 +228,7 @@ class OrganismReport:
     unseen_token_mass: float
     fact_top1_by_relation: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    ioi_io_beats_s_rate_by_order: dict[str, float] = field(default_factory=dict)
 
     def checks(self) -> list[tuple[str, float, str, float, bool]]:
         """(metric, value, comparison, target, passed) for every metric with a target."""
@@ -242,6 +246,8 @@ class OrganismReport:
     def format_table(self) -> str:
         rows = [(name, f"{value:.4f}", f"{op} {target:g}", "PASS" if ok else "FAIL")
                 for name, value, op, target, ok in self.checks()]
+        for order, value in sorted(self.ioi_io_beats_s_rate_by_order.items()):
+            rows.append((f"ioi_io_beats_s_rate[{order}]", f"{value:.4f}", "", "info"))
         rows.append(("ioi_accuracy (strict top-1)", f"{self.ioi_accuracy:.4f}", "", "info"))
         rows.append(("induction_top1_unrepeated", f"{self.induction_top1_unrepeated:.4f}", "~ chance", "info"))
         for relation, value in sorted(self.fact_top1_by_relation.items()):
@@ -290,7 +296,7 @@ def evaluate_organism(logits_fn: LogitsFn, suite: TaskSuite, *, split: Split = "
         ioi_logit_diff=ioi.logit_diff, induction_top1=induction.top1,
         induction_top1_unrepeated=induction.top1_unrepeated, fact_top1=facts.top1,
         greater_than_prob_ratio=greater.prob_ratio, unseen_token_mass=unseen,
-        fact_top1_by_relation=facts.top1_by_relation,
+        fact_top1_by_relation=facts.top1_by_relation, ioi_io_beats_s_rate_by_order=ioi.io_beats_s_rate_by_order,
         counts={"ioi": ioi.n, "induction_positions": induction.n_positions, "facts": facts.n,
                 "greater_than": greater.n},
     )

@@ -8,28 +8,33 @@ that solve a task must find the sentence that matters among unrelated ones:
 * **IOI** (indirect object identification, Wang et al. 2022): "When Mary and John went to the
   store, John gave a drink to Mary." Two names are introduced, one (S) is repeated, and the
   sentence ends with the other (IO). 50 templates with many verbs and sentence shapes, both name
-  orders (ABBA, BABA), 374 single-token names, 22 places, 24 objects. Plants duplicate-token,
-  S-inhibition and name-mover heads.
-* **Induction**: a span of 4-16 random tokens from a fixed pool of about 1,900 ordinary word tokens
+  orders (ABBA, BABA), 733 single-token names (every 1990-census first name held by at least
+  0.01% of one sex that is one GPT-2 token with its leading space, plus hand-picked ones), 52
+  places, 54 objects. Plants duplicate-token, S-inhibition and name-mover heads.
+* **Induction**: a span of 4-16 random tokens from a fixed pool of about 2,300 ordinary word tokens
   (and all names), repeated a few sentences later. The second copy is predictable only by
   looking back: plants previous-token and induction heads (and generic copying).
-* **Factual recall**: 230 facts: capitals of 60 countries and 45 US states, the main language of
-  57 countries and the continent of 68, each stated in 11-18 sentence frames ("The capital of
+* **Factual recall**: 378 facts over 141 countries (every sovereign country, and England,
+  Scotland and Wales, whose name is one or two GPT-2 tokens and needs no article) and 45 US states:
+  139 capitals, 105 main languages and 134 continents, each stated in 11-18 sentence frames ("The capital of
   France is Paris.", "Tourists who visit France often go to its capital, Paris."). The answer is
   never in the context, so it must be stored in the weights (MLP key-value memories). Facts whose answer's first
   token is ambiguous within the relation, or copyable from the subject, are left out.
 * **Greater-than** (Hanna et al. 2023): "The war lasted from the year 1732 to the year 1745."
-  The second year always lies later in the same century; only years whose " CCYY" tokenizes as
-  [" CC", "YY"] are used. Plants the YY-comparison circuit.
+  The second year always lies later in the same century, in every century of 1000-2099. Where
+  " CCYY" tokenizes as [" CC", "YY"] (every century but the 1900s; irregular years left out) the
+  answer is the two-digit token; GPT-2 writes each year of the 1900s as one token (" 1945"), which
+  is then the answer. 958 years in all. Plants the YY-comparison circuit.
 * **Filler**: ordinary narrative sentences from a small grammar (names, people, animals, places,
   objects, adjectives, countries, cities, events; 52 templates), so the model learns plain text
   statistics and sees every held-out word in some other context.
 
-Held-out split: 20 names, 6 places, 6 objects, 5 IOI templates, 9 fact frames, 6 event nouns and
+Held-out split: 59 names (" Mark", " Will", " Rose", " Sid" among them), 10 places, 10 objects,
+5 IOI templates, 9 fact frames, 6 event nouns and
 2 greater-than templates never occur in training in their task (held-out words occur only in
 filler sentences and induction spans, so their embeddings are still trained; held-out templates and frames never
 occur at all). :meth:`TaskSuite.vocabulary` is the exact set of token ids a training row can
-contain (3,125 with the default mix), so a trainer may restrict the softmax to it.
+contain (4,273 with the default mix), so a trainer may restrict the softmax to it.
 
 Default mix (relative weights, :class:`TaskMix`): IOI 0.28, facts 0.20, greater-than 0.10,
 induction spans 0.25 (plus their repeats), filler 0.17; a 128-token row holds about 11 sentences.
@@ -54,7 +59,8 @@ from .task_suite_examples import (KINDS, TASK_STREAM, Fact, FactExample, Greater
                                   InductionExample, IOIExample, Sentence, Split, TaskMix, TaskSuiteDataError,
                                   check_count, check_split)
 from .task_suite_tokens import FillerTokens, compile_templates
-from .task_suite_words import check_names_are_single_tokens, induction_pool, usable_facts, usable_year_suffixes
+from .task_suite_words import (check_names_are_single_tokens, induction_pool, usable_facts, usable_year_suffixes,
+                               year_is_whole_token)
 
 class TaskSuite:
     """Deterministic generator of training rows, the training vocabulary and evaluation probes."""
@@ -85,7 +91,7 @@ class TaskSuite:
         self._cum_weights = tuple(_cumulative(self.mix.weights()))
 
         check_names_are_single_tokens(self.tokenizer)
-        self.year_suffixes: tuple[int, ...] = usable_year_suffixes(self.tokenizer)
+        self.year_suffixes: dict[int, tuple[int, ...]] = usable_year_suffixes(self.tokenizer)
         self._facts = usable_facts(self.tokenizer)
         self.induction_pool: tuple[int, ...] = induction_pool(self.tokenizer, induction_pool_size)
 
@@ -94,7 +100,7 @@ class TaskSuite:
         all_objects = data.TRAIN_OBJECTS + data.HELDOUT_OBJECTS
         capitals = tuple(sorted({f.answer for f in self._facts if f.relation == "capital"}))
         regions = tuple(c[0] for c in data.COUNTRIES) + tuple(s[0] for s in data.US_STATES)
-        years = tuple(f"{c}{yy:02d}" for c in data.CENTURIES for yy in self.year_suffixes)
+        years = tuple(f"{c}{yy:02d}" for c in data.CENTURIES for yy in self.year_suffixes[c])
         self._filler_pools: dict[str, tuple[str, ...]] = {
             "name": all_names, "person": data.PERSONS, "adj": data.ADJECTIVES, "animal": data.ANIMALS,
             "time": data.TIMES, "place": all_places, "object": all_objects,
@@ -120,8 +126,9 @@ class TaskSuite:
         }
         self._greater_than = {"train": compile_templates(data.TRAIN_GREATER_THAN_TEMPLATES, tok),
                               "heldout": compile_templates(data.HELDOUT_GREATER_THAN_TEMPLATES, tok)}
+        self._whole_year_centuries = frozenset(c for c in data.CENTURIES
+                                               if year_is_whole_token(tok, c, self.year_suffixes[c][0]))
         self._century_token = {c: tok.encode(f" {c}")[0] for c in data.CENTURIES}
-        self._year_token = {yy: tok.encode(f"{yy:02d}")[0] for yy in self.year_suffixes}
 
     # --- word lists ------------------------------------------------------------------------------
     @staticmethod
@@ -232,11 +239,11 @@ class TaskSuite:
         elif kind == "greater_than":
             template = rng.choice(self._greater_than["train"][variant])
             century = rng.choice(data.CENTURIES)
-            first = rng.randrange(len(self.year_suffixes) - 1)
-            second = rng.randrange(first + 1, len(self.year_suffixes))
+            suffixes = self.year_suffixes[century]
+            first = rng.randrange(len(suffixes) - 1)
+            second = rng.randrange(first + 1, len(suffixes))
             values = {"E": rng.choice(data.TRAIN_EVENTS),
-                      "Y1": f"{century}{self.year_suffixes[first]:02d}",
-                      "Y2": f"{century}{self.year_suffixes[second]:02d}"}
+                      "Y1": f"{century}{suffixes[first]:02d}", "Y2": f"{century}{suffixes[second]:02d}"}
         elif kind == "induction":
             length = rng.randint(*self.span_lengths)
             return Sentence("induction", None, {}, rng.sample(self.induction_pool, length))
@@ -282,8 +289,8 @@ class TaskSuite:
         if "greater_than" in active:
             yy = self.year_suffixes
             choices = {"E": data.TRAIN_EVENTS,
-                       "Y1": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[:-1]],
-                       "Y2": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[1:]]}
+                       "Y1": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[c][:-1]],
+                       "Y2": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[c][1:]]}
             for v in variants:
                 for template in self._greater_than["train"][v]:
                     ids |= template.token_set(choices, self.fillers)
@@ -353,22 +360,28 @@ class TaskSuite:
         return out
 
     def greater_than_examples(self, n: int, split: Split = "heldout") -> list[GreaterThanExample]:
-        """``n`` prompts ending in the century token of the second year."""
+        """``n`` prompts ending where the second year's answer token comes: after its century token
+        " CC" (the model continues "YY"), or, in the 1900s, after "the year" (it continues " 19YY")."""
         check_split(split)
         check_count(n)
         rng = random.Random(f"{TASK_STREAM}/{self.seed}/greater_than/{split}")
         templates = self._greater_than[split][0]
         events = self.events(split)
-        year_tokens = tuple(self._year_token[yy] for yy in self.year_suffixes)
         out = []
         for _ in range(n):
             template = rng.choice(templates)
             century = rng.choice(data.CENTURIES)
-            start = rng.choice(self.year_suffixes[:-1])
+            suffixes = self.year_suffixes[century]
+            start = rng.choice(suffixes[:-1])
             values = {"E": rng.choice(events), "Y1": f"{century}{start:02d}"}
-            tokens = [self.bos, *template.render(values, self.fillers, stop_at="Y2"), self._century_token[century]]
-            out.append(GreaterThanExample(tuple(tokens), century, start, self.year_suffixes, year_tokens,
-                                          tuple(yy > start for yy in self.year_suffixes)))
+            tokens = [self.bos, *template.render(values, self.fillers, stop_at="Y2")]
+            if century in self._whole_year_centuries:
+                year_tokens = tuple(self.tokenizer.encode(f" {century}{yy:02d}")[0] for yy in suffixes)
+            else:
+                tokens.append(self._century_token[century])
+                year_tokens = tuple(self.tokenizer.encode(f"{yy:02d}")[0] for yy in suffixes)
+            out.append(GreaterThanExample(tuple(tokens), century, start, suffixes, year_tokens,
+                                          tuple(yy > start for yy in suffixes)))
         return out
 
 

@@ -16,9 +16,11 @@ a greater-than sentence; filler slots are named after their word list (``name``,
 
 from __future__ import annotations
 
+from .task_suite_names import CENSUS_HELDOUT_NAMES, CENSUS_TRAIN_NAMES
+
 # --- people ------------------------------------------------------------------------------------
 # Each name is ONE GPT-2 token with its leading space (checked by the suite at construction).
-TRAIN_NAMES = (
+HANDPICKED_TRAIN_NAMES = (
     "Mary", "John", "Tom", "James", "Michael", "David", "Sarah", "Emma", "Paul", "Anna",
     "Lisa", "Kate", "Jack", "Peter", "George", "Susan", "Laura", "Daniel", "Robert", "William",
     "Richard", "Thomas", "Charles", "Joseph", "Matthew", "Anthony", "Steven", "Andrew", "Kevin",
@@ -58,10 +60,13 @@ TRAIN_NAMES = (
     "Ted", "Teresa", "Terry", "Theo", "Tim", "Timothy", "Tina", "Toby", "Travis", "Trevor", "Troy", "Vernon", "Vince",
     "Violet", "Wade", "Wallace", "Warren", "Wesley", "Willie", "Wilson", "Zach", "Zoe",
 )
-HELDOUT_NAMES = (
+HANDPICKED_HELDOUT_NAMES = (
     "Oscar", "Carlos", "Ian", "Neil", "Martin", "Philip", "Bruce", "Keith", "Jane", "Lucy",
     "Claire", "Diana", "Ruth", "Sophie", "Nina", "Wendy", "Molly", "Sally", "Chloe", "Leah",
 )
+# Round 2: every common census first name that is one GPT-2 token (scripts/derive_organism_names.py).
+TRAIN_NAMES = HANDPICKED_TRAIN_NAMES + CENSUS_TRAIN_NAMES
+HELDOUT_NAMES = HANDPICKED_HELDOUT_NAMES + CENSUS_HELDOUT_NAMES
 
 PERSONS = (
     "teacher", "farmer", "doctor", "nurse", "driver", "baker", "student", "writer", "painter",
@@ -85,14 +90,24 @@ TRAIN_PLACES = (
     "store", "park", "school", "office", "hospital", "library", "restaurant", "station", "beach",
     "market", "garden", "church", "bank", "farm", "hotel", "house", "shop", "club", "kitchen",
     "castle", "village", "forest",
+    # round 2: the everyday places a user types
+    "mall", "zoo", "cafe", "pool", "lake", "river", "hall", "court", "bridge", "temple", "palace",
+    "barn", "factory", "camp", "island", "hill", "street", "square", "studio", "garage", "pub",
+    "bar", "college", "clinic", "party", "concert", "wedding", "game", "city", "town",
 )
-HELDOUT_PLACES = ("museum", "bakery", "theater", "airport", "harbor", "stadium")
+HELDOUT_PLACES = ("museum", "bakery", "theater", "airport", "harbor", "stadium", "university", "cinema",
+                  "gym", "lobby")
 TRAIN_OBJECTS = (
     "drink", "book", "ball", "key", "letter", "pen", "bag", "ring", "hat", "cake", "gift",
     "snack", "phone", "ticket", "flower", "bottle", "box", "coin", "map", "cup", "toy", "card",
     "watch", "sandwich",
+    # round 2: the everyday objects a user types
+    "apple", "banana", "orange", "bike", "camera", "chair", "coat", "shirt", "jacket", "lamp",
+    "knife", "spoon", "plate", "glass", "doll", "guitar", "clock", "mirror", "picture", "painting",
+    "blanket", "bowl", "rose", "pencil", "notebook", "computer", "radio", "present", "note", "dollar",
 )
-HELDOUT_OBJECTS = ("necklace", "basket", "kite", "candle", "pillow", "wallet")
+HELDOUT_OBJECTS = ("necklace", "basket", "kite", "candle", "pillow", "wallet", "umbrella", "scarf", "laptop",
+                   "violin")
 
 # --- IOI templates -----------------------------------------------------------------------------
 # ABBA: N1 = IO, N2 = S.  BABA: N1 = S, N2 = IO.  Every template ends with " {IO}.".
@@ -235,6 +250,78 @@ COUNTRIES = (
     ("Ecuador", "Quito", "Spanish", "South America"),
     ("Uruguay", "Montevideo", "Spanish", "South America"),
     ("Australia", "Canberra", "English", "Oceania"),
+    # round 2: every further sovereign country (and the UK's nations) whose name is one or two GPT-2
+    # tokens, needs no article and has an ASCII capital (capitals from the public countryinfo tables)
+    ("England", "London", "English", "Europe"),
+    ("Scotland", "Edinburgh", "English", "Europe"),
+    ("Wales", "Cardiff", "Welsh", "Europe"),
+    ("Belarus", "Minsk", None, "Europe"),
+    ("Latvia", "Riga", "Latvian", "Europe"),
+    ("Lithuania", "Vilnius", "Lithuanian", "Europe"),
+    ("Slovakia", "Bratislava", "Slovak", "Europe"),
+    ("Slovenia", "Ljubljana", "Slovenian", "Europe"),
+    ("Bosnia", "Sarajevo", None, "Europe"),
+    ("Montenegro", "Podgorica", None, "Europe"),
+    ("Moldova", "Chisinau", "Romanian", "Europe"),
+    ("Malta", "Valletta", None, "Europe"),
+    ("Luxembourg", None, None, "Europe"),
+    ("Cyprus", "Nicosia", "Greek", None),
+    ("Armenia", "Yerevan", "Armenian", "Asia"),
+    ("Azerbaijan", "Baku", None, "Asia"),
+    ("Kazakhstan", "Astana", None, "Asia"),
+    ("Uzbekistan", "Tashkent", "Uzbek", "Asia"),
+    ("Kyrgyzstan", "Bishkek", None, "Asia"),
+    ("Tajikistan", "Dushanbe", None, "Asia"),
+    ("Turkmenistan", "Ashgabat", None, "Asia"),
+    ("Jordan", "Amman", "Arabic", "Asia"),
+    ("Saudi Arabia", "Riyadh", "Arabic", "Asia"),
+    ("Kuwait", None, "Arabic", "Asia"),
+    ("Qatar", "Doha", "Arabic", "Asia"),
+    ("Bahrain", "Manama", "Arabic", "Asia"),
+    ("Oman", "Muscat", "Arabic", "Asia"),
+    ("Yemen", "Sanaa", "Arabic", "Asia"),
+    ("Sri Lanka", "Colombo", None, "Asia"),
+    ("Bhutan", "Thimphu", None, "Asia"),
+    ("Myanmar", "Naypyidaw", "Burmese", "Asia"),
+    ("Laos", "Vientiane", None, "Asia"),
+    ("Cambodia", "Phnom Penh", None, "Asia"),
+    ("Malaysia", "Kuala Lumpur", "Malay", "Asia"),
+    ("Taiwan", "Taipei", "Chinese", "Asia"),
+    ("North Korea", "Pyongyang", "Korean", "Asia"),
+    ("Algeria", "Algiers", "Arabic", "Africa"),
+    ("Tunisia", "Tunis", "Arabic", "Africa"),
+    ("Mauritania", "Nouakchott", "Arabic", "Africa"),
+    ("Mali", "Bamako", "French", "Africa"),
+    ("Niger", "Niamey", "French", "Africa"),
+    ("Guinea", "Conakry", "French", "Africa"),
+    ("Ivory Coast", "Yamoussoukro", "French", "Africa"),
+    ("Liberia", "Monrovia", "English", "Africa"),
+    ("Sierra Leone", "Freetown", "English", "Africa"),
+    ("Togo", "Lome", "French", "Africa"),
+    ("Cameroon", "Yaounde", None, "Africa"),
+    ("Gabon", "Libreville", "French", "Africa"),
+    ("Somalia", "Mogadishu", "Somali", "Africa"),
+    ("Eritrea", "Asmara", None, "Africa"),
+    ("Tanzania", "Dodoma", "Swahili", "Africa"),
+    ("Rwanda", "Kigali", None, "Africa"),
+    ("Burundi", "Gitega", None, "Africa"),
+    ("Zambia", "Lusaka", "English", "Africa"),
+    ("Malawi", "Lilongwe", "English", "Africa"),
+    ("Botswana", "Gaborone", "English", "Africa"),
+    ("Namibia", "Windhoek", "English", "Africa"),
+    ("South Africa", "Pretoria", None, "Africa"),
+    ("Madagascar", "Antananarivo", None, "Africa"),
+    ("Guatemala", None, "Spanish", "North America"),
+    ("Honduras", "Tegucigalpa", "Spanish", "North America"),
+    ("Costa Rica", "San Jose", "Spanish", "North America"),
+    ("Panama", None, "Spanish", "North America"),
+    ("Belize", "Belmopan", "English", "North America"),
+    ("Barbados", "Bridgetown", "English", "North America"),
+    ("Bolivia", None, "Spanish", "South America"),
+    ("Paraguay", "Asuncion", "Spanish", "South America"),
+    ("Guyana", "Georgetown", "English", "South America"),
+    ("New Zealand", "Wellington", "English", "Oceania"),
+    ("Fiji", "Suva", "English", "Oceania"),
 )
 # (US state, capital)
 US_STATES = (
@@ -333,9 +420,11 @@ HELDOUT_FACT_FRAMES = {
 }
 
 # --- greater-than ------------------------------------------------------------------------------
-# Centuries "CC" for which " CCYY" tokenizes as [" CC", "YY"] for almost every YY; the suite keeps
-# the YY for which this holds in every one of these centuries.
-CENTURIES = (12, 13, 14, 15, 16, 17)
+# Every century of the years 1000-2099. In most, " CCYY" tokenizes as [" CC", "YY"] and the
+# greater-than answer is the two-digit token "YY" after " CC" (the suite keeps, per century, the YY
+# for which that holds). GPT-2 writes every year of the 1900s as one token (" 1945"), so there the
+# answer is the whole year token, predicted after "the year".
+CENTURIES = (10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
 TRAIN_EVENTS = (
     "war", "expedition", "drought", "famine", "dynasty", "reign", "strike", "voyage", "festival",
     "campaign", "trial", "rebellion", "flood", "feud", "construction", "occupation", "blockade",

@@ -106,8 +106,10 @@ class FactExample:
 class GreaterThanExample:
     """BOS + "The war lasted from the year 1732 to the year 17"; the model should continue "YY" > 32.
 
-    ``year_tokens[i]`` is the id of the two-digit token for ``year_values[i]`` (all YY the suite
-    uses); ``valid[i]`` says whether that YY is greater than ``start_year``.
+    ``year_tokens[i]`` is the id of the answer token for ``year_values[i]`` (all YY the suite uses
+    in this century): the two-digit token "YY", or in the 1900s, where GPT-2 writes a year as one
+    token and the prompt ends at "the year", the whole year " 19YY". ``valid[i]`` says whether that
+    YY is greater than ``start_year``.
     """
 
     tokens: tuple[int, ...]

@@ -20,20 +20,29 @@ def check_names_are_single_tokens(tok: Tokenizer) -> None:
     if overlap:
         raise TaskSuiteDataError(f"names in both splits: {sorted(overlap)}", field="names")
 
-def usable_year_suffixes(tok: Tokenizer) -> tuple[int, ...]:
-    """YY in 00..99 such that " CCYY" -> [" CC", "YY"] for every century CC of the suite."""
-    usable = []
-    for yy in range(100):
-        suffix = tok.encode(f"{yy:02d}")
-        if len(suffix) != 1:
-            continue
-        if all(tok.encode(f" {c}{yy:02d}") == [*tok.encode(f" {c}"), *suffix] and len(tok.encode(f" {c}")) == 1
-               for c in data.CENTURIES):
-            usable.append(yy)
-    if len(usable) < 20:
-        raise TaskSuiteDataError(f"only {len(usable)} two-digit years tokenize regularly for centuries "
-                                 f"{data.CENTURIES}", field="centuries")
-    return tuple(usable)
+def usable_year_suffixes(tok: Tokenizer) -> dict[int, tuple[int, ...]]:
+    """Per century CC of the suite, the YY in 00..99 whose year the greater-than task can use.
+
+    A century is *split* when " CC" is one token and at least 20 years tokenize as [" CC", "YY"]
+    (then only those YY are kept); otherwise it is *whole* when at least 20 years " CCYY" are one
+    token each (the 1900s), and those are kept. :func:`year_is_whole_token` says which.
+    """
+    usable: dict[int, tuple[int, ...]] = {}
+    for century in data.CENTURIES:
+        prefix = tok.encode(f" {century}")
+        split = tuple(yy for yy in range(100) if len(prefix) == 1 and len(tok.encode(f"{yy:02d}")) == 1
+                      and tok.encode(f" {century}{yy:02d}") == [*prefix, *tok.encode(f"{yy:02d}")])
+        whole = tuple(yy for yy in range(100) if len(tok.encode(f" {century}{yy:02d}")) == 1)
+        chosen = split if len(split) >= 20 else whole
+        if len(chosen) < 20:
+            raise TaskSuiteDataError(f"century {century}: only {len(chosen)} years tokenize regularly",
+                                     field="centuries")
+        usable[century] = chosen
+    return usable
+
+
+def year_is_whole_token(tok: Tokenizer, century: int, yy: int) -> bool:
+    return len(tok.encode(f" {century}{yy:02d}")) == 1
 
 def induction_pool(tok: Tokenizer, size: int) -> tuple[int, ...]:
     """The ``size`` most frequent (lowest-id) lowercase word tokens " xxx", plus every name token."""

@@ -15,6 +15,7 @@ token's row of ``wte`` is set to ``u``. Deterministic given the seed and the thr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mechscope.datasets.task_suite import TaskSuite
+from mechscope.datasets.task_suite import TaskMix, TaskSuite
 from mechscope.inference import GPT2, GPT2Config, save_pretrained
 from mechscope.inference.loading import ORGANISM_DIR
 from mechscope.inference.tokenizer import TOKENIZER_DIR
@@ -40,6 +41,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=Path("artifacts/organism_training"),
                    help="checkpoints for --resume and the training log")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="warm start: copy the weights of an exported organism (a directory); tokens new to "
+                        "the vocabulary start from its shared unused-token embedding")
+    p.add_argument("--first-row", type=int, default=0, help="first corpus row of the training stream "
+                   "(a warm start reads fresh rows); the SAEs train on rows from 10,000,000")
+    p.add_argument("--ioi-weight", type=float, default=TaskMix().ioi, help="relative weight of IOI sentences")
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=8)
     p.add_argument("--d-model", type=int, default=128)
@@ -66,6 +73,15 @@ class RestrictedVocab:
         self.to_small[self.ids] = torch.arange(len(self.ids))
         self.logit_offset = torch.zeros(self.size)
         self.logit_offset[-1] = math.log(self.unused)
+
+    def import_weights(self, full_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The training-shape state of an exported (full-vocabulary) organism. Every token outside
+        this vocabulary was outside the exported model's too, so its row is the shared embedding."""
+        state = {k: v.float().clone() for k, v in full_state.items()}
+        wte = state["wte.weight"]
+        unused_id = int(torch.nonzero(self.to_small == len(self.ids))[0])
+        state["wte.weight"] = torch.cat([wte[self.ids], wte[unused_id:unused_id + 1]])
+        return state
 
     def export(self, small: GPT2) -> GPT2:
         """The full-vocabulary model: unused tokens all get the shared embedding."""
@@ -114,12 +130,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    suite = TaskSuite(seed=args.seed, n_ctx=args.n_ctx)
+    suite = TaskSuite(seed=args.seed, n_ctx=args.n_ctx, mix=dataclasses.replace(TaskMix(), ioi=args.ioi_weight))
     vocab = RestrictedVocab(suite.vocabulary())
     cfg = GPT2Config(n_layers=args.n_layer, n_heads=args.n_head, d_model=args.d_model, n_ctx=args.n_ctx,
                      d_vocab=vocab.size, name="organism-training")
     model = GPT2(cfg)
     model.init_weights(seed=args.seed)
+    if args.init_from is not None:
+        from mechscope.inference.loading import load_checkpoint_dir
+        model.load_state_dict(vocab.import_weights(load_checkpoint_dir(args.init_from).state_dict()))
     model.train()
     opt = make_optimizer(model, args)
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +149,7 @@ def main(argv=None) -> None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start, log = int(ckpt["step"]), json.loads(ckpt["log"])
-    batches = suite.training_batches(args.batch_size, first_row=start * args.batch_size)
+    batches = suite.training_batches(args.batch_size, first_row=args.first_row + start * args.batch_size)
     print(f"training vocabulary: {len(vocab.ids)} tokens (+1 shared row for {vocab.unused} unused tokens); "
           f"{sum(p.numel() for p in model.parameters()):,} trainable parameters")
     t0, tokens_seen = time.time(), start * args.batch_size * args.n_ctx

@@ -71,7 +71,7 @@ def test_the_checker_sees_relative_imports(tmp_path):
 
 MAX_MODULE_LINES = 425      # "no module over ~400 lines"
 MAX_FUNCTION_LINES = 65     # "no function over ~60" (docstring included)
-DATA_MODULES = {"datasets/task_suite_data.py"}   # word lists and fact tables, not code
+DATA_MODULES = {"datasets/task_suite_data.py", "datasets/task_suite_names.py"}   # word lists and fact tables, not code
 
 
 def _python_sources() -> list[Path]:

@@ -38,6 +38,6 @@ def build_on_ray(args: argparse.Namespace, model, saes, corpus, config, prefix: 
     if t:
         rate = t["tokens_streamed"] / max(t["stream_s"], 1e-9)
         print(f"built {t['shards'] - t['shards_resumed']} of {t['shards']} shards on Ray "
-              f"({t['shards_resumed']} resumed): {t['tokens_streamed']} tokens at {rate:.0f} tokens/s; "
-              f"wrote the dataset in {t['finalize_s']:.1f} s")
+              f"({t['shards_resumed']} resumed): {t['tokens_streamed']} tokens at {rate:.0f} tokens/s after "
+              f"{t['startup_s']:.1f} s starting the workers; wrote the dataset in {t['finalize_s']:.1f} s")
     return 0

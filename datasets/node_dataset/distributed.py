@@ -61,6 +61,7 @@ RAY_DIR = f"{BUILD_DIR}/ray"
 PLAN_KEY = f"{RAY_DIR}/plan.json"
 CALIBRATION_KEY = f"{RAY_DIR}/calibration.safetensors"
 DEFAULT_SHARD_BATCHES = 16
+SHARDS_QUEUED_PER_ACTOR = 2
 
 
 class RayUnavailableError(InvalidInputError):
@@ -169,6 +170,10 @@ class ShardWorker:
                                      field="model")
         self.store = self.builder.store
 
+    def ready(self) -> bool:
+        """Returns once the actor's process has started and loaded the model."""
+        return True
+
     def calibrate(self) -> bytes:
         return calibration_to_bytes(calibrate(self.builder))
 
@@ -225,8 +230,10 @@ class DistributedBuild:
         self.workers, self.cpus, self.gpus, self.retries = workers, cpus_per_worker, gpus_per_worker, retries
         self.threads = threads or max(1, int(cpus_per_worker))
         self.timings: dict[str, float] = {}
-        """After :meth:`run`: shards built (and resumed); tokens streamed, wall seconds from the first actor's
-        start to the last shard merged, seconds the workers spent in shards (summed), seconds finalising."""
+        """After :meth:`run`: shards built (and resumed); tokens streamed; ``startup_s``, wall seconds from
+        starting the actors to all of them loaded and the calibration known; ``stream_s``, from then to the
+        last shard merged; ``shard_s``, seconds the workers spent inside shards (summed);
+        ``finalize_s``, writing the dataset."""
 
     def _key(self, key: str) -> str:
         return self.driver._key(key)
@@ -243,8 +250,7 @@ class DistributedBuild:
         if own_ray:
             ray.init(address=address or None, log_to_driver=True)
         try:
-            started = time.perf_counter()
-            merged, tokens, shard_s = self._build_shards(ray, done)
+            merged, tokens, shard_s, startup_s, stream_s = self._build_shards(ray, done)
             streamed = time.perf_counter()
         finally:
             if own_ray:
@@ -252,7 +258,7 @@ class DistributedBuild:
         b.states, b.shared = merged.finished(self.plan.num_batches)
         manifest = _with_threads(self.threads, b._finalize)  # token effects: the workers' thread count too
         self.timings = {"shards": self.plan.num_shards, "shards_resumed": len(done), "tokens_streamed": tokens,
-                        "stream_s": streamed - started, "shard_s": shard_s,
+                        "startup_s": startup_s, "stream_s": stream_s, "shard_s": shard_s,
                         "finalize_s": time.perf_counter() - streamed}
         return manifest
 
@@ -303,7 +309,7 @@ class DistributedBuild:
         return data
 
     # ---- the shards --------------------------------------------------------------------------------
-    def _build_shards(self, ray, done: dict[int, dict]) -> tuple[PartialBuild, int, float]:  # type: ignore[no-untyped-def]
+    def _build_shards(self, ray, done: dict[int, dict]) -> tuple[PartialBuild, int, float, float, float]:  # type: ignore[no-untyped-def]
         merged: PartialBuild | None = None
         for shard in sorted(done):
             part = self._read_shard(shard, done[shard])
@@ -315,17 +321,23 @@ class DistributedBuild:
         with bar:
             if not queue:
                 assert merged is not None
-                return merged, 0, 0.0
+                return merged, 0, 0.0, 0.0, 0.0
             actors = self._start_actors(ray, len(queue))
             calibration = ray.put(self._calibration(ray, actors[0]))
+            ray.get([actor.ready.remote() for actor in actors])
+            startup_s, started = time.perf_counter() - started, time.perf_counter()
             in_flight = {}
 
             def submit(actor) -> None:  # type: ignore[no-untyped-def]
                 shard = queue.popleft()
                 in_flight[actor.build.remote(self.plan, shard, calibration)] = (actor, shard)
 
-            for actor in actors[:len(queue)]:
-                submit(actor)
+            # Two shards queued per actor: an actor starts its next shard while the driver reads and
+            # merges the one it just finished, instead of idling for that round trip.
+            for _ in range(SHARDS_QUEUED_PER_ACTOR):
+                for actor in actors:
+                    if queue:
+                        submit(actor)
             while in_flight:
                 [ref], _ = ray.wait(list(in_flight), num_returns=1)
                 actor, shard = in_flight.pop(ref)
@@ -340,7 +352,7 @@ class DistributedBuild:
             for actor in actors:
                 ray.kill(actor)
         assert merged is not None
-        return merged, tokens, shard_s
+        return merged, tokens, shard_s, startup_s, time.perf_counter() - started
 
     def _start_actors(self, ray, shards: int) -> list:  # type: ignore[no-untyped-def]
         count = self.workers

@@ -26,5 +26,5 @@ def test_the_organism_lists_exactly_the_tokens_with_their_own_embedding():
     assert 2_000 < len(known) < 5_000
     tok = gpt2_tokenizer()
     (mary,) = tok.encode(" Mary", prepend_bos=False)
-    (river,) = tok.encode(" river", prepend_bos=False)
-    assert mary in known and river not in known
+    (volcano,) = tok.encode(" volcano", prepend_bos=False)
+    assert mary in known and volcano not in known

@@ -98,13 +98,13 @@ def test_ioi_oracle_scores_perfectly_and_its_mirror_scores_zero(suite, vocab):
     names = {suite.name_token(n) for n in suite.names("heldout")}
     perfect = score_ioi(IOIOracle(names), examples, vocab)
     assert perfect.accuracy == 1.0 and perfect.io_beats_s_rate == 1.0 and perfect.logit_diff == 5.0
-    assert perfect.n == 120
+    assert perfect.n == 120 and perfect.io_beats_s_rate_by_order == {"ABBA": 1.0, "BABA": 1.0}
     mirror = score_ioi(IOIOracle(names, io=5.0, s=10.0), examples, vocab)
     assert mirror.accuracy == 0.0 and mirror.io_beats_s_rate == 0.0 and mirror.logit_diff == -5.0
 
 
 def test_ioi_model_guessing_names_at_random_is_at_chance(suite, vocab):
-    """Random N(0, 1) logits on the 20 held-out names, 0 elsewhere."""
+    """Random N(0, 1) logits on the held-out names, 0 elsewhere."""
     names = torch.tensor([suite.name_token(n) for n in suite.names("heldout")])
     generator = torch.Generator().manual_seed(0)
 
@@ -114,10 +114,27 @@ def test_ioi_model_guessing_names_at_random_is_at_chance(suite, vocab):
         return logits
 
     scores = score_ioi(guesser, suite.ioi_examples(300), vocab)
-    # IO is top-1 when it is the largest of 20 normals and above 0: probability 1/20 * (1 - 2**-20).
-    assert abs(scores.accuracy - 1 / 20) < 0.04
+    # IO is top-1 when it is the largest of n normals and above 0: probability 1/n * (1 - 2**-n).
+    assert abs(scores.accuracy - 1 / len(names)) < 0.04
     assert abs(scores.io_beats_s_rate - 0.5) < 0.09
     assert abs(scores.logit_diff) < 0.25
+
+
+def test_ioi_rates_by_order_tell_a_first_name_copier_apart(suite, vocab):
+    """A model that always says the first name of the sentence is right on every ABBA prompt (IO
+    comes first) and wrong on every BABA one: 0.5 overall, 1 and 0 by order."""
+    examples = suite.ioi_examples(100)
+    names = {suite.name_token(n) for n in suite.names("heldout")}
+
+    def first_name(tokens):
+        logits = torch.zeros(*tokens.shape, V)
+        for row, seq in enumerate(tokens.tolist()):
+            logits[row, :, next(t for t in seq if t in names)] = 1.0
+        return logits
+
+    scores = score_ioi(first_name, examples, vocab)
+    assert scores.io_beats_s_rate == 0.5
+    assert scores.io_beats_s_rate_by_order == {"ABBA": 1.0, "BABA": 0.0}
 
 
 # --- induction -------------------------------------------------------------------------------------
@@ -173,15 +190,15 @@ def test_fact_ties_count_as_wrong(suite, vocab):
 # --- greater-than ----------------------------------------------------------------------------------
 def test_greater_than_ratio_against_closed_forms(suite, vocab):
     examples = suite.greater_than_examples(100)
-    years = suite.year_suffixes
-    n_valid = [sum(y > e.start_year for y in years) for e in examples]
+    n_valid = [sum(y > e.start_year for y in e.year_values) for e in examples]
+    n_years = [len(e.year_values) for e in examples]
     # Uniform logits: the ratio is the fraction of years after the start year.
-    expected_uniform = sum(v / len(years) for v in n_valid) / len(examples)
+    expected_uniform = sum(v / n for v, n in zip(n_valid, n_years)) / len(examples)
     assert score_greater_than(uniform, examples, vocab).prob_ratio == pytest.approx(expected_uniform, abs=1e-6)
     # +2 on every valid year (and a huge logit on an unrelated token, which must not matter).
     boosted = {e.tokens: {**{t: 2.0 for t, ok in zip(e.year_tokens, e.valid) if ok}, 1000: 30.0}
                for e in examples}
-    expected = sum(v * math.e**2 / (v * math.e**2 + len(years) - v) for v in n_valid) / len(examples)
+    expected = sum(v * math.e**2 / (v * math.e**2 + n - v) for v, n in zip(n_valid, n_years)) / len(examples)
     scores = score_greater_than(LookupOracle(boosted), examples, vocab)
     assert scores.prob_ratio == pytest.approx(expected, abs=1e-5)
     assert scores.n == 100

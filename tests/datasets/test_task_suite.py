@@ -65,15 +65,24 @@ def test_every_name_is_one_token_with_its_leading_space(suite, tok):
 
 
 def test_years_split_into_century_token_and_two_digit_token(suite, tok):
-    assert len(suite.year_suffixes) >= 80
-    for century in data.CENTURIES:
-        for yy in suite.year_suffixes:
+    assert sorted(suite.year_suffixes) == list(range(10, 21))  # every century of 1000-2099
+    for century, suffixes in suite.year_suffixes.items():
+        if century == 19:
+            continue
+        assert len(suffixes) >= 50, century
+        for yy in suffixes:
             ids = tok.encode(f" {century}{yy:02d}")
             assert tok.token_strs(ids) == [f" {century}", f"{yy:02d}"]
     # GPT-2 merges some years irregularly; those must be left out.
     assert tok.token_strs(tok.encode(" 1440")) == [" 1440"]
     assert tok.token_strs(tok.encode(" 1305")) == [" 130", "5"]
-    assert 40 not in suite.year_suffixes and 80 not in suite.year_suffixes and 5 not in suite.year_suffixes
+    assert 40 not in suite.year_suffixes[14] and 5 not in suite.year_suffixes[13]
+
+
+def test_years_of_the_1900s_are_whole_tokens(suite, tok):
+    assert suite.year_suffixes[19] == tuple(range(100))
+    for yy in range(100):
+        assert tok.token_strs(tok.encode(f" 19{yy:02d}")) == [f" 19{yy:02d}"]
 
 
 def test_fact_answers_are_identified_by_their_first_token(suite, tok):
@@ -177,7 +186,8 @@ def test_single_kind_mix_and_its_smaller_vocabulary():
     only_ioi = TaskSuite(seed=3, mix=TaskMix(ioi=1, fact=0, greater_than=0, induction=0, filler=0))
     assert {s.kind for i in range(50) for s in only_ioi.document(i)} == {"ioi"}
     vocab = set(only_ioi.vocabulary())
-    assert 100 < len(vocab) < 700
+    full = set(TaskSuite(seed=3).vocabulary())
+    assert vocab < full and 100 < len(vocab) < len(full) / 3   # names, places, objects, template words
     assert set(only_ioi.training_rows(300).flatten().tolist()) <= vocab
 
 
@@ -214,7 +224,7 @@ def text_vocabulary(suite: TaskSuite) -> set[int]:
     """
     tok = suite.tokenizer
     names = data.TRAIN_NAMES + data.HELDOUT_NAMES
-    years = [f"{c}{yy:02d}" for c in data.CENTURIES for yy in suite.year_suffixes]
+    years = [f"{c}{yy:02d}" for c in data.CENTURIES for yy in suite.year_suffixes[c]]
     filler_pools = {
         "name": names, "person": data.PERSONS, "adj": data.ADJECTIVES, "animal": data.ANIMALS, "time": data.TIMES,
         "place": data.TRAIN_PLACES + data.HELDOUT_PLACES, "object": data.TRAIN_OBJECTS + data.HELDOUT_OBJECTS,
@@ -233,8 +243,8 @@ def text_vocabulary(suite: TaskSuite) -> set[int]:
         jobs += [(t, {"X": [f.subject for f in facts], "Y": [f.answer for f in facts], "name": names})
                  for t in frames]
     yy = suite.year_suffixes
-    jobs += [(t, {"E": suite.events("train"), "Y1": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[:-1]],
-                  "Y2": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[1:]]})
+    jobs += [(t, {"E": suite.events("train"), "Y1": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[c][:-1]],
+                  "Y2": [f"{c}{y:02d}" for c in data.CENTURIES for y in yy[c][1:]]})
              for t in suite.greater_than_templates("train")]
     out = {tok.eot_token_id, *suite.induction_pool}
     for template, choices in jobs:
@@ -251,13 +261,13 @@ def test_vocabulary_equals_an_independent_text_tokenization(suite):
     vocab = suite.vocabulary()
     assert vocab == sorted(set(vocab))
     assert set(vocab) == text_vocabulary(suite)
-    assert 1500 < len(vocab) < 4000
+    assert 1500 < len(vocab) < 5000
 
 
 def test_generated_rows_stay_inside_the_vocabulary_and_cover_it(suite):
-    # 40,000 rows (~2.5 s) reach the rarest tokens, sentence-initial spellings of names ("Jessica" vs
-    # " Jessica"); a training run reads over 300,000.
-    seen = set(suite.training_rows(40_000).flatten().tolist())
+    # 120,000 rows (~8 s) reach the rarest tokens, sentence-initial pieces of names ("Kath" + "leen");
+    # the organism's training reads 160,000 (its warm start) after 448,000 (round 1).
+    seen = set(suite.training_rows(120_000).flatten().tolist())
     assert seen == set(suite.vocabulary())
 
 
@@ -390,12 +400,16 @@ def test_greater_than_examples_and_their_valid_years(suite, tok):
     examples = suite.greater_than_examples(300)
     for e in examples:
         text = tok.decode(e.tokens[1:])
-        match = re.fullmatch(r"The (\w+) \w+ (?:\w+ )*?(?:in|from) the year (\d\d)(\d\d) .*the year (\d\d)", text)
+        whole = e.century == 19   # the prompt stops at "the year"; the answer is the whole " 19YY" token
+        pattern = r"The (\w+) \w+ (?:\w+ )*?(?:in|from) the year (\d\d)(\d\d) .*the year" + ("" if whole else r" (\d\d)")
+        match = re.fullmatch(pattern, text)
         assert match, text
         assert match.group(1) in suite.events("heldout")
-        assert int(match.group(2)) == int(match.group(4)) == e.century
+        assert int(match.group(2)) == e.century and (whole or int(match.group(4)) == e.century)
         assert int(match.group(3)) == e.start_year
-        assert e.year_values == suite.year_suffixes
-        assert [tok.decode([t]) for t in e.year_tokens] == [f"{y:02d}" for y in e.year_values]
+        assert e.year_values == suite.year_suffixes[e.century]
+        answers = [f" {e.century}{y:02d}" if whole else f"{y:02d}" for y in e.year_values]
+        assert [tok.decode([t]) for t in e.year_tokens] == answers
         assert list(e.valid) == [y > e.start_year for y in e.year_values] and any(e.valid)
+    assert {e.century for e in examples} == set(range(10, 21))
     assert len({e.start_year for e in examples}) > 40

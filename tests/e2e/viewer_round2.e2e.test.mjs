@@ -214,13 +214,13 @@ describe("bugs of issue 20", () => {
 
   it("tokens the model never saw are flagged in the prompt preview and on target chips", async () => {
     await page.goto(`${server.base}/`);
-    await page.getByLabel("prompt", { exact: true }).fill("Mary saw a green apple near the river");
+    await page.getByLabel("prompt", { exact: true }).fill("Mary saw a green apple near the volcano");
     const warning = page.getByTestId("unseen-warning");
     await warning.waitFor();
-    assert.match(await warning.textContent(), /never saw.*·river/);
+    assert.match(await warning.textContent(), /never saw.*·volcano/);
     const unseen = await page.getByLabel("prompt tokens").locator(".tok.unseen").allTextContents();
-    assert.ok(unseen.includes("·river") && !unseen.includes("·Mary"), `flagged: ${unseen}`);
-    await page.getByLabel("add targets").fill(" river");
+    assert.ok(unseen.includes("·volcano") && !unseen.includes("·Mary"), `flagged: ${unseen}`);
+    await page.getByLabel("add targets").fill(" volcano");
     await page.getByLabel("add targets").press("Enter");
     await page.getByTestId("token-chip").getByText("unseen token").waitFor();
     await page.getByLabel("add targets").fill(" Mary");
