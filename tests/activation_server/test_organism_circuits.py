@@ -113,7 +113,10 @@ def test_induction_heads_are_ranked_top_for_predicting_the_repeat(organism_engin
     t = node_tensors(organism_engine, request)
     effect = torch.stack([torch.nan_to_num(b.values["total_effect"][0]).sum((1, 2))
                           for b in t.groups if b.kind == "attn_head"])
-    top_induction = set(score.flatten().topk(2).indices.tolist())
+    # the induction heads: those that put most of their attention on the token after the first
+    # occurrence (the round-2 organism has four, two in layer 1 and two in layer 3, all >= 0.96)
+    top_induction = set((score.flatten() > 0.5).nonzero().flatten().tolist())
+    assert 1 <= len(top_induction) <= 8, score
     top_engine = set(effect.flatten().topk(3).indices.tolist())
     assert top_induction & top_engine, (score, effect)
 
