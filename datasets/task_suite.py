@@ -60,7 +60,7 @@ from .task_suite_examples import (KINDS, TASK_STREAM, Fact, FactExample, Greater
                                   check_count, check_split)
 from .task_suite_tokens import FillerTokens, compile_templates
 from .task_suite_words import (check_names_are_single_tokens, induction_pool, usable_facts, usable_year_suffixes,
-                               year_is_whole_token)
+                               year_answer_tokens)
 
 class TaskSuite:
     """Deterministic generator of training rows, the training vocabulary and evaluation probes."""
@@ -126,8 +126,7 @@ class TaskSuite:
         }
         self._greater_than = {"train": compile_templates(data.TRAIN_GREATER_THAN_TEMPLATES, tok),
                               "heldout": compile_templates(data.HELDOUT_GREATER_THAN_TEMPLATES, tok)}
-        self._whole_year_centuries = frozenset(c for c in data.CENTURIES
-                                               if year_is_whole_token(tok, c, self.year_suffixes[c][0]))
+        self._year_answers = {c: year_answer_tokens(tok, c, self.year_suffixes[c]) for c in data.CENTURIES}
         self._century_token = {c: tok.encode(f" {c}")[0] for c in data.CENTURIES}
 
     # --- word lists ------------------------------------------------------------------------------
@@ -375,11 +374,9 @@ class TaskSuite:
             start = rng.choice(suffixes[:-1])
             values = {"E": rng.choice(events), "Y1": f"{century}{start:02d}"}
             tokens = [self.bos, *template.render(values, self.fillers, stop_at="Y2")]
-            if century in self._whole_year_centuries:
-                year_tokens = tuple(self.tokenizer.encode(f" {century}{yy:02d}")[0] for yy in suffixes)
-            else:
+            whole, year_tokens = self._year_answers[century]
+            if not whole:
                 tokens.append(self._century_token[century])
-                year_tokens = tuple(self.tokenizer.encode(f"{yy:02d}")[0] for yy in suffixes)
             out.append(GreaterThanExample(tuple(tokens), century, start, suffixes, year_tokens,
                                           tuple(yy > start for yy in suffixes)))
         return out

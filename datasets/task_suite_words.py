@@ -25,14 +25,16 @@ def usable_year_suffixes(tok: Tokenizer) -> dict[int, tuple[int, ...]]:
 
     A century is *split* when " CC" is one token and at least 20 years tokenize as [" CC", "YY"]
     (then only those YY are kept); otherwise it is *whole* when at least 20 years " CCYY" are one
-    token each (the 1900s), and those are kept. :func:`year_is_whole_token` says which.
+    token each (the 1900s), and those are kept. :func:`year_answer_tokens` says which.
     """
+    two_digit = {yy: tok.encode(f"{yy:02d}") for yy in range(100)}
     usable: dict[int, tuple[int, ...]] = {}
     for century in data.CENTURIES:
         prefix = tok.encode(f" {century}")
-        split = tuple(yy for yy in range(100) if len(prefix) == 1 and len(tok.encode(f"{yy:02d}")) == 1
-                      and tok.encode(f" {century}{yy:02d}") == [*prefix, *tok.encode(f"{yy:02d}")])
-        whole = tuple(yy for yy in range(100) if len(tok.encode(f" {century}{yy:02d}")) == 1)
+        years = {yy: tok.encode(f" {century}{yy:02d}") for yy in range(100)}
+        split = tuple(yy for yy in range(100) if len(prefix) == 1 and len(two_digit[yy]) == 1
+                      and years[yy] == [*prefix, *two_digit[yy]])
+        whole = tuple(yy for yy in range(100) if len(years[yy]) == 1)
         chosen = split if len(split) >= 20 else whole
         if len(chosen) < 20:
             raise TaskSuiteDataError(f"century {century}: only {len(chosen)} years tokenize regularly",
@@ -41,8 +43,12 @@ def usable_year_suffixes(tok: Tokenizer) -> dict[int, tuple[int, ...]]:
     return usable
 
 
-def year_is_whole_token(tok: Tokenizer, century: int, yy: int) -> bool:
-    return len(tok.encode(f" {century}{yy:02d}")) == 1
+def year_answer_tokens(tok: Tokenizer, century: int, suffixes: tuple[int, ...]) -> tuple[bool, tuple[int, ...]]:
+    """(whole, answer token per YY of ``suffixes``): the whole-year token " CCYY" when the century's
+    years are single tokens (the 1900s), else the two-digit token "YY" that follows " CC"."""
+    whole = len(tok.encode(f" {century}{suffixes[0]:02d}")) == 1
+    text = (lambda yy: f" {century}{yy:02d}") if whole else (lambda yy: f"{yy:02d}")
+    return whole, tuple(tok.encode(text(yy))[0] for yy in suffixes)
 
 def induction_pool(tok: Tokenizer, size: int) -> tuple[int, ...]:
     """The ``size`` most frequent (lowest-id) lowercase word tokens " xxx", plus every name token."""
